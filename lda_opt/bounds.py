@@ -938,6 +938,44 @@ def _conv_layer(conv: Any, hw: tuple[int, int], idx: int) -> tuple[float, tuple[
     return nrm, out_hw
 
 
+def _layer_stack(
+    convs: Any, act: Any, hw: tuple[int, int], activate_last: bool
+) -> tuple[float, float, tuple[int, int]]:
+    if act is None or not hasattr(act, "derivative_bound") or not hasattr(act, "derivative_lipschitz"):
+        raise ValueError("net.act must have attributes 'derivative_bound' and 'derivative_lipschitz'")
+    s = _nonneg("net.act.derivative_bound", act.derivative_bound)
+    t = _nonneg("net.act.derivative_lipschitz", act.derivative_lipschitz)
+    M, L = 1.0, 0.0
+    n = len(convs)
+    for idx, conv in enumerate(convs):
+        w_norm, hw = _conv_layer(conv, hw, idx)
+        sl, tl = (s, t) if (idx < n - 1 or activate_last) else (1.0, 0.0)
+        M, L = sl * w_norm * M, tl * w_norm**2 * M**2 + sl * w_norm * L
+    return M, L, hw
+
+
+def _net_constants(
+    net: Any, hw: tuple[int, int], activate_last: bool | None
+) -> tuple[float, float, tuple[int, int]]:
+    last = activate_last
+    if last is None:
+        last = bool(getattr(net, "activate_last", True))
+    convs = getattr(net, "convs", None)
+    if convs is not None:
+        if len(convs) == 0:
+            raise ValueError("net.convs must be non-empty")
+        return _layer_stack(convs, getattr(net, "act", None), hw, last)
+    if getattr(net, "conv", None) is not None:  # single layer a(W x), e.g. nets.Adapter
+        return _layer_stack([net.conv], getattr(net, "act", None), hw, last)
+    if getattr(net, "g", None) is not None and getattr(net, "h", None) is not None:
+        # q = h o g (nets.Composed): Lip(grad(h o g)) <= L_h M_g^2 + M_h L_g
+        Mg, Lg, hw = _net_constants(net.g, hw, None)
+        Mh, Lh, hw = _net_constants(net.h, hw, None)
+        return Mh * Mg, Lh * Mg * Mg + Mh * Lg, hw
+    raise ValueError("net must have 'convs' and 'act' (FeatureCNN), 'conv' and 'act' (Adapter), "
+                     "or 'g' and 'h' (Composed)")
+
+
 def cnn_constants(
     net: Any, image_hw: Any, *, activate_last: bool | None = None
 ) -> tuple[float, float]:
@@ -950,7 +988,10 @@ def cnn_constants(
     ``.derivative_bound`` ``s >= sup|a'|`` and ``.derivative_lipschitz`` ``t >= Lip(a')``
     (SmoothReLU: 1 and ``1/(2 delta)``).  The activation follows every convolution (LDA eq. 33)
     unless ``activate_last`` (argument, else ``net.activate_last``, default True) is False.
-    Complex activations must act on real and imaginary parts separately.
+    Complex activations must act on real and imaginary parts separately (as
+    ``lda_opt.nets.SmoothReLU`` does).  A single layer with ``.conv`` and ``.act``
+    (``nets.Adapter``) and a composition with ``.g`` and ``.h`` (``nets.Composed``,
+    ``q = h o g``) are also accepted.
 
     With ``||W_l||`` from :func:`conv_operator_norm` on the layer's input size, and
     ``||diag(a'(u)) - diag(a'(v))|| <= t ||u - v||_inf <= t ||u - v||_2``:
@@ -964,21 +1005,5 @@ def cnn_constants(
     ``sup ||grad g||`` and of the Lipschitz constant of ``grad g`` (whole Jacobian, operator
     norm).  Catalogue: ``theory/README.md`` ("Constants"), ``theory/lda.md`` (Lemma 3.2).
     """
-    convs = getattr(net, "convs", None)
-    act = getattr(net, "act", None)
-    if convs is None or len(convs) == 0:
-        raise ValueError("net must have a non-empty attribute 'convs'")
-    if act is None or not hasattr(act, "derivative_bound") or not hasattr(act, "derivative_lipschitz"):
-        raise ValueError("net.act must have attributes 'derivative_bound' and 'derivative_lipschitz'")
-    s = _nonneg("net.act.derivative_bound", act.derivative_bound)
-    t = _nonneg("net.act.derivative_lipschitz", act.derivative_lipschitz)
-    if activate_last is None:
-        activate_last = bool(getattr(net, "activate_last", True))
-    hw = _hw(image_hw)
-    M, L = 1.0, 0.0
-    n = len(convs)
-    for idx, conv in enumerate(convs):
-        w_norm, hw = _conv_layer(conv, hw, idx)
-        sl, tl = (s, t) if (idx < n - 1 or activate_last) else (1.0, 0.0)
-        M, L = sl * w_norm * M, tl * w_norm**2 * M**2 + sl * w_norm * L
+    M, L, _ = _net_constants(net, _hw(image_hw), activate_last)
     return M, L
