@@ -539,7 +539,7 @@ def test_cnn_constants_with_library_featurecnn():
             J = J.reshape(J.shape[0], -1)
         else:
             J = _jac(g, x)
-        assert float(torch.linalg.matrix_norm(J, ord=2)) <= M * (1 + 1e-9)
+        assert float(torch.linalg.matrix_norm(J.detach(), ord=2)) <= M * (1 + 1e-9)
         if hasattr(nets, "Adapter") and hasattr(nets, "Composed"):
             h = nets.Adapter(3, 2, complex=cplx, delta=0.1).double()
             Mh, Lh = B.cnn_constants(h, hw)
@@ -724,3 +724,13 @@ def test_lemma32_paper_size_featurecnn(seed, log_eps, log_dist):
     dx = float(torch.linalg.vector_norm(x1 - x2))
     dg = float(torch.linalg.vector_norm(_grad_r(huber_r, g, x1, eps) - _grad_r(huber_r, g, x2, eps)))
     assert dg <= B.lipschitz_huber(0, L_g, M, hw[0] * hw[1], eps) * dx * (1 + 1e-9) + 1e-14
+
+
+def test_printed_segment_bound_below_one_for_large_sigma():
+    """theory/lda.md Thm 3.5: with sigma = 1e3 the printed (27) at l = 0 is < 1, yet every
+    segment has >= 1 iteration; the corrected bound keeps the +1."""
+    c1, c2 = B.lda_segment_constants(2, 2, 1, 0, 1, 1, 0.5, 0, 1, 1e3, 0.9)
+    assert c1 + c2 < 1e-3
+    assert B.lda_segment_bound(0, c1, c2, 0.9) >= 1
+    C1, C2 = B.elda_segment_constants(1, 0, 1, 1, 0.5, 0, 1e-3, 1e3, 1, 1, 1, 0.5, 1)
+    assert B.elda_segment_bound(0, C1, C2, 0.9) >= 1
