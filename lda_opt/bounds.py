@@ -111,11 +111,12 @@ def _open01(name: str, value: Any) -> float:
 
 
 def _count(name: str, value: Any, lo: int = 0) -> int:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-            value = int(value)
-        else:
-            raise ValueError(f"{name} must be an integer >= {lo} (got {value!r})")
+        raise ValueError(f"{name} must be an integer >= {lo} (got {value!r})")
     v = int(value)
     if v < lo:
         raise ValueError(f"{name} must be an integer >= {lo} (got {v})")
