@@ -62,10 +62,11 @@ def gaussian_sampling_matrix(
     check_seed(seed)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-    g = np.random.default_rng(seed).standard_normal((n, m))
-    q, r = np.linalg.qr(g)
-    q = q * np.sign(np.diag(r))[None, :]
-    return torch.from_numpy(np.ascontiguousarray(q.T)).to(dtype)
+    g = torch.from_numpy(np.random.default_rng(seed).standard_normal((n, m)))
+    # QR in torch: numpy's OpenBLAS oversubscribes threads once torch is loaded
+    q, r = torch.linalg.qr(g, mode="reduced")
+    q = q * torch.sign(torch.diagonal(r))[None, :]
+    return q.T.contiguous().to(dtype)
 
 
 def _check_images(x: torch.Tensor, name: str = "x") -> None:
