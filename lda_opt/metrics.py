@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "nmse", "relative_error", "mse"]
+__all__ = ["mse", "nmse", "psnr", "relative_error", "ssim"]
 
 
 def _check_pair(x: torch.Tensor, ref: torch.Tensor) -> None:
@@ -29,7 +29,9 @@ def _check_pair(x: torch.Tensor, ref: torch.Tensor) -> None:
         if not (t.is_floating_point() or t.is_complex()):
             raise TypeError(f"{name} must be a floating or complex tensor, got {t.dtype}")
     if x.shape != ref.shape:
-        raise ValueError(f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
+        raise ValueError(
+            f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}"
+        )
     if x.device != ref.device:
         raise ValueError(f"x and ref must be on the same device, got {x.device} and {ref.device}")
 
@@ -48,11 +50,15 @@ def _data_range(ref: torch.Tensor, data_range) -> torch.Tensor:
     if isinstance(data_range, torch.Tensor):
         dr = data_range.to(device=ref.device, dtype=rdt).reshape(-1)
         if dr.numel() not in (1, b):
-            raise ValueError(f"data_range must be a scalar or have B = {b} entries, got {dr.numel()}")
+            raise ValueError(
+                f"data_range must be a scalar or have B = {b} entries, got {dr.numel()}"
+            )
         dr = dr.expand(b)
     else:
         if isinstance(data_range, bool) or not isinstance(data_range, (int, float)):
-            raise TypeError(f"data_range must be a positive number, a tensor or None, got {data_range!r}")
+            raise TypeError(
+                f"data_range must be a positive number, a tensor or None, got {data_range!r}"
+            )
         dr = torch.full((b,), float(data_range), dtype=rdt, device=ref.device)
     if not (torch.isfinite(dr).all() and (dr > 0).all()):
         raise ValueError(f"data_range must be positive and finite, got {data_range!r}")

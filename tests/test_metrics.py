@@ -34,7 +34,9 @@ def test_psnr_identical_is_inf_and_known_value():
 def test_psnr_matches_skimage():
     noisy, img = _pair()
     val = psnr(torch.tensor(noisy)[None, None], torch.tensor(img)[None, None], data_range=1.0)
-    assert val.item() == pytest.approx(peak_signal_noise_ratio(img, noisy, data_range=1.0), abs=1e-10)
+    assert val.item() == pytest.approx(
+        peak_signal_noise_ratio(img, noisy, data_range=1.0), abs=1e-10
+    )
 
 
 def test_complex_metrics_use_modulus_of_difference():
@@ -72,8 +74,13 @@ def test_ssim_multichannel_and_float32():
     img = skdata.astronaut()[::8, ::8].astype(np.float64) / 255.0  # (64, 64, 3)
     noisy = np.clip(img + 0.1 * rng.standard_normal(img.shape), 0, 1)
     ref = structural_similarity(
-        noisy, img, data_range=1.0, gaussian_weights=True, sigma=1.5,
-        use_sample_covariance=False, channel_axis=2,
+        noisy,
+        img,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        channel_axis=2,
     )
     x = torch.tensor(noisy).permute(2, 0, 1)[None]
     r = torch.tensor(img).permute(2, 0, 1)[None]
@@ -88,7 +95,9 @@ def test_ssim_identity_complex_and_batch():
     torch.testing.assert_close(ssim(ref, ref), torch.ones(3, dtype=torch.float64))
     phase = torch.exp(1j * torch.rand(3, 1, 16, 16, dtype=torch.float64))
     # complex SSIM compares magnitudes, so a pure phase change leaves SSIM = 1
-    torch.testing.assert_close(ssim(ref * phase, ref.to(torch.complex128)), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(
+        ssim(ref * phase, ref.to(torch.complex128)), torch.ones(3, dtype=torch.float64)
+    )
     x = ref + 0.1 * torch.randn_like(ref)
     batch = ssim(x, ref)
     singles = torch.cat([ssim(x[i : i + 1], ref[i : i + 1]) for i in range(3)])

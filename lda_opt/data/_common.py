@@ -43,9 +43,13 @@ def check_size(size, name: str = "size", minimum: int = 1) -> tuple[int, int]:
         or len(size) != 2
         or any(isinstance(s, bool) or not isinstance(s, int) for s in size)
     ):
-        raise TypeError(f"{name} must be an int or a pair (H, W) of ints >= {minimum}, got {size!r}")
+        raise TypeError(
+            f"{name} must be an int or a pair (H, W) of ints >= {minimum}, got {size!r}"
+        )
     if min(size) < minimum:
-        raise ValueError(f"{name} must be an int or a pair (H, W) of ints >= {minimum}, got {size!r}")
+        raise ValueError(
+            f"{name} must be an int or a pair (H, W) of ints >= {minimum}, got {size!r}"
+        )
     return int(size[0]), int(size[1])
 
 
@@ -61,4 +65,4 @@ def check_fraction(value: float, name: str, lo_open: bool = True, hi: float = 1.
 
 
 def round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)

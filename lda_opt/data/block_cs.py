@@ -19,19 +19,19 @@ import torch
 from lda_opt.data._common import check_fraction, check_seed, check_size, round_half_up
 
 __all__ = [
-    "BLOCK_SIZE",
     "BLOCK_N",
+    "BLOCK_SIZE",
     "CS_RATIOS",
-    "measurement_count",
+    "block_grid",
+    "blocks_to_image",
     "gaussian_sampling_matrix",
     "image_to_blocks",
-    "blocks_to_image",
-    "block_grid",
-    "random_blocks",
-    "training_blocks",
+    "initial_blocks",
     "initializer_matrix",
     "measure_blocks",
-    "initial_blocks",
+    "measurement_count",
+    "random_blocks",
+    "training_blocks",
 ]
 
 BLOCK_SIZE = 33
@@ -139,7 +139,7 @@ def random_blocks(
     check_seed(seed)
     if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
         raise ValueError(f"n_blocks must be an int >= 1, got {n_blocks!r}")
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     if h < block or w < block:
         raise ValueError(f"images must be at least {block} x {block}, got {h} x {w}")
     rng = np.random.default_rng(seed)
@@ -164,7 +164,9 @@ def training_blocks(
 def _as_columns(blocks: torch.Tensor, n: int) -> torch.Tensor:
     if blocks.dim() == 2:
         if blocks.shape[0] != n:
-            raise ValueError(f"X must have n = {n} rows (blocks as columns), got {tuple(blocks.shape)}")
+            raise ValueError(
+                f"X must have n = {n} rows (blocks as columns), got {tuple(blocks.shape)}"
+            )
         return blocks
     _check_images(blocks, "blocks")
     flat = blocks.reshape(blocks.shape[0], -1)

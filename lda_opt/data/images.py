@@ -33,8 +33,8 @@ __all__ = [
     "load_image_file",
     "load_images",
     "test_images",
-    "train_images",
     "to_gray01",
+    "train_images",
 ]
 
 TEST_IMAGES: tuple[str, ...] = ("camera", "astronaut", "coins", "moon", "coffee")
@@ -143,7 +143,9 @@ def load_image_file(
     return _to_tensor(_resize(to_gray01(arr), size), dtype)
 
 
-def load_image(name: str | os.PathLike, size=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def load_image(
+    name: str | os.PathLike, size=None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """A registered image (or a ``.png`` / ``.npy`` path) as a (1, 1, H, W) tensor in [0, 1].
 
     Args:
@@ -156,12 +158,16 @@ def load_image(name: str | os.PathLike, size=None, dtype: torch.dtype = torch.fl
     check_real_dtype(dtype)
     if size is not None:
         check_size(size)
-    if isinstance(name, os.PathLike) or (isinstance(name, str) and name not in _ALL and (
-        name.lower().endswith((".png", ".npy", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"))
-    )):
+    if isinstance(name, os.PathLike) or (
+        isinstance(name, str)
+        and name not in _ALL
+        and (name.lower().endswith((".png", ".npy", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")))
+    ):
         return load_image_file(name, size=size, dtype=dtype)
     if not isinstance(name, str) or name not in _ALL:
-        raise ValueError(f"unknown image {name!r}; valid names: {', '.join(_ALL)} (or a .png/.npy path)")
+        raise ValueError(
+            f"unknown image {name!r}; valid names: {', '.join(_ALL)} (or a .png/.npy path)"
+        )
     import skimage.data
 
     arr = getattr(skimage.data, name)()
@@ -180,6 +186,8 @@ def load_images(names=None, size=128, dtype: torch.dtype = torch.float32) -> tor
     elif names == "test":
         names = test_images()
     if isinstance(names, str) or len(names) == 0:
-        raise ValueError(f"names must be a non-empty list of image names, 'train' or 'test', got {names!r}")
+        raise ValueError(
+            f"names must be a non-empty list of image names, 'train' or 'test', got {names!r}"
+        )
     check_size(size)
     return torch.cat([load_image(n, size=size, dtype=dtype) for n in names], dim=0)

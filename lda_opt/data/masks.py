@@ -24,7 +24,7 @@ import torch
 
 from lda_opt.data._common import check_fraction, check_seed, check_size, round_half_up
 
-__all__ = ["radial", "cartesian", "variable_density", "sampling_ratio", "MASKS"]
+__all__ = ["MASKS", "cartesian", "radial", "sampling_ratio", "variable_density"]
 
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # 111.246... degrees, as radians mod pi
 
@@ -71,7 +71,7 @@ def radial(
     k = min(n, max(1, round_half_up(ratio * n)))
     rng = np.random.default_rng(seed)
     theta0 = rng.uniform(0.0, math.pi)
-    n_spokes = int(math.ceil(math.pi * max(h, w))) + 1
+    n_spokes = math.ceil(math.pi * max(h, w)) + 1
     radius = 0.5 * math.hypot(h, w)
     t = np.arange(-radius, radius + 0.25, 0.5)
     theta = theta0 + _GOLDEN_ANGLE * np.arange(n_spokes)

@@ -24,7 +24,7 @@ from lda_opt.data._common import (
     check_size,
 )
 
-__all__ = ["shepp_logan", "random_ellipses", "smooth_random_phase", "apply_phase", "natural_mri"]
+__all__ = ["apply_phase", "natural_mri", "random_ellipses", "shepp_logan", "smooth_random_phase"]
 
 
 def _check_phase(max_phase: float, dtype: torch.dtype) -> float:
@@ -62,7 +62,10 @@ def smooth_random_phase(
 
 
 def apply_phase(
-    images: torch.Tensor, seed: int = 0, max_phase: float = 0.0, dtype: torch.dtype = torch.complex64
+    images: torch.Tensor,
+    seed: int = 0,
+    max_phase: float = 0.0,
+    dtype: torch.dtype = torch.complex64,
 ) -> torch.Tensor:
     """Real images (N, C, H, W) -> ``dtype``; complex with phase ``exp(i phi_k)`` per image,
     ``phi_k = smooth_random_phase(.., seed + k, max_phase)``."""
@@ -104,9 +107,7 @@ def shepp_logan(
 def _ellipse_phantom(h: int, w: int, rng: np.random.Generator, n_ellipses: int) -> np.ndarray:
     """One phantom: a 'head' ellipse of intensity 0.5-0.8 plus inner ellipses of random
     signed intensity, summed then clipped to [0, 1] (as Shepp-Logan adds intensities)."""
-    yy, xx = np.meshgrid(
-        np.linspace(-1.0, 1.0, h), np.linspace(-1.0, 1.0, w), indexing="ij"
-    )
+    yy, xx = np.meshgrid(np.linspace(-1.0, 1.0, h), np.linspace(-1.0, 1.0, w), indexing="ij")
     img = np.zeros((h, w))
 
     def add(cy, cx, ay, ax, angle, value):
@@ -120,8 +121,14 @@ def _ellipse_phantom(h: int, w: int, rng: np.random.Generator, n_ellipses: int) 
     for _ in range(n_ellipses):
         r, t = 0.55 * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
         axes = rng.uniform(0.04, 0.3, 2)
-        add(r * math.sin(t), r * math.cos(t), axes[0], axes[1], rng.uniform(0, math.pi),
-            rng.uniform(-0.4, 0.4))
+        add(
+            r * math.sin(t),
+            r * math.cos(t),
+            axes[0],
+            axes[1],
+            rng.uniform(0, math.pi),
+            rng.uniform(-0.4, 0.4),
+        )
     return np.clip(img, 0.0, 1.0)
 
 

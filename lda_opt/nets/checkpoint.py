@@ -34,9 +34,10 @@ import os
 import struct
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -127,17 +128,17 @@ def architecture_of(module: nn.Module) -> dict:
 
 def build_architecture(spec: Any) -> nn.Module:
     """Inverse of :func:`architecture_of`: construct the module (with fresh weights)."""
+    # a malformed spec comes from a corrupted config file: ValueError, like other bad content
     if not isinstance(spec, dict) or set(spec) != {"class", "config"}:
         raise ValueError(
             f"architecture spec must be a dict with keys 'class' and 'config', got {spec!r}"
         )
     key, cfg = spec["class"], spec["config"]
     if key not in ARCHITECTURES:
-        raise ValueError(
-            f"unknown architecture class {key!r}; registered: {sorted(ARCHITECTURES)}"
-        )
+        raise ValueError(f"unknown architecture class {key!r}; registered: {sorted(ARCHITECTURES)}")
     if not isinstance(cfg, dict):
-        raise ValueError(f"config of {key!r} must be a dict, got {type(cfg).__name__}")
+        msg = f"config of {key!r} must be a dict, got {type(cfg).__name__}"
+        raise ValueError(msg)  # noqa: TRY004 - bad file content, not a bad argument
     try:
         return ARCHITECTURES[key].from_config(cfg)
     except TypeError as exc:  # unknown / missing constructor keywords
@@ -291,8 +292,9 @@ def _read_safetensors_header(weights: Path) -> dict:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{weights}: corrupted safetensors header ({exc})") from exc
-    if not isinstance(header, dict):
-        raise ValueError(f"{weights}: corrupted safetensors header (not a JSON object)")
+    if not isinstance(header, dict):  # file content, not an argument
+        msg = f"{weights}: corrupted safetensors header (not a JSON object)"
+        raise ValueError(msg)  # noqa: TRY004
     end = 0
     for key, info in header.items():
         if key == "__metadata__":

@@ -10,7 +10,7 @@ from torch import nn
 from lda_opt.nets.activation import SmoothReLU, _check_delta
 from lda_opt.nets.conv import ComplexConv2d, _check_int, _check_kernel_size
 
-__all__ = ["FeatureCNN", "Adapter", "Composed", "xavier_init_", "count_parameters"]
+__all__ = ["Adapter", "Composed", "FeatureCNN", "count_parameters", "xavier_init_"]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -124,7 +124,7 @@ class FeatureCNN(nn.Module):
         width: int = 32,
         depth: int = 4,
         kernel_size: int = 3,
-        complex: bool = False,  # noqa: A002 - the public keyword of the brief
+        complex: bool = False,
         delta: float = 0.01,
     ) -> None:
         super().__init__()
@@ -183,7 +183,7 @@ class Adapter(nn.Module):
         in_channels: int,
         out_channels: int,
         kernel_size: int = 3,
-        complex: bool = False,  # noqa: A002
+        complex: bool = False,
         delta: float = 0.01,
     ) -> None:
         super().__init__()
@@ -226,12 +226,10 @@ class Composed(nn.Module):
         out_g = getattr(g, "out_channels", None)
         in_h = getattr(h, "in_channels", None)
         if out_g is not None and in_h is not None and out_g != in_h:
-            raise ValueError(
-                f"h.in_channels ({in_h}) must equal g's output channels ({out_g})"
-            )
-        if getattr(g, "complex", None) is not None and getattr(h, "complex", None) is not None:
-            if g.complex != h.complex:
-                raise ValueError("g and h must both be real or both complex (complex=...)")
+            raise ValueError(f"h.in_channels ({in_h}) must equal g's output channels ({out_g})")
+        cg, ch = getattr(g, "complex", None), getattr(h, "complex", None)
+        if cg is not None and ch is not None and cg != ch:
+            raise ValueError("g and h must both be real or both complex (complex=...)")
         self.g = g
         self.h = h
 

@@ -37,10 +37,15 @@ def _models():
         "real64": (FeatureCNN(width=4, depth=2).double(), torch.float64),
         "complex64": (FeatureCNN(width=3, depth=2, complex=True), torch.complex64),
         "complex128": (
-            Composed(FeatureCNN(width=3, depth=2, complex=True), Adapter(3, 2, complex=True)).double(),
+            Composed(
+                FeatureCNN(width=3, depth=2, complex=True), Adapter(3, 2, complex=True)
+            ).double(),
             torch.complex128,
         ),
-        "sequential": (nn.Sequential(FeatureCNN(width=3, depth=1), Adapter(3, 3, delta=0.2)), torch.float32),
+        "sequential": (
+            nn.Sequential(FeatureCNN(width=3, depth=1), Adapter(3, 3, delta=0.2)),
+            torch.float32,
+        ),
     }
 
 
@@ -68,8 +73,14 @@ def test_config_file_contents(tmp_path):
     cfg = json.loads((tmp_path / "g.json").read_text())
     assert cfg["architecture"] == {
         "class": "FeatureCNN",
-        "config": {"in_channels": 1, "width": 8, "depth": 2, "kernel_size": 3,
-                   "complex": False, "delta": 0.05},
+        "config": {
+            "in_channels": 1,
+            "width": 8,
+            "depth": 2,
+            "kernel_size": 3,
+            "complex": False,
+            "delta": 0.05,
+        },
     }
     assert cfg["lda_opt_version"] == lda_opt.__version__
     assert cfg["metadata"] == {"seed": 7}
@@ -165,8 +176,12 @@ def test_config_and_weights_from_different_saves(tmp_path):
 
 @pytest.mark.parametrize(
     "meta,exc",
-    [({"x": torch.ones(1)}, TypeError), ({"x": object()}, TypeError),
-     ({"x": float("nan")}, ValueError), ({"x": {1: 2}}, TypeError)],
+    [
+        ({"x": torch.ones(1)}, TypeError),
+        ({"x": object()}, TypeError),
+        ({"x": float("nan")}, ValueError),
+        ({"x": {1: 2}}, TypeError),
+    ],
 )
 def test_non_json_metadata_rejected_before_writing(tmp_path, meta, exc):
     with pytest.raises(exc, match="metadata"):

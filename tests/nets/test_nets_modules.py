@@ -41,7 +41,7 @@ def test_smooth_relu_values_at_breakpoints():
     x = torch.tensor([-DELTA, 0.0, DELTA], dtype=torch.float64)
     # a(-d) = 0 (both pieces), a(0) = d/4, a(d) = d (both pieces): continuity.
     torch.testing.assert_close(a(x), torch.tensor([0.0, DELTA / 4, DELTA], dtype=torch.float64))
-    quad = lambda v: v * v / (4 * DELTA) + v / 2 + DELTA / 4  # noqa: E731
+    quad = lambda v: v * v / (4 * DELTA) + v / 2 + DELTA / 4
     assert quad(-DELTA) == pytest.approx(0.0, abs=1e-18)
     assert quad(DELTA) == pytest.approx(DELTA, abs=1e-18)
 
@@ -56,8 +56,12 @@ def test_smooth_relu_is_c1():
     torch.testing.assert_close(g, expected, rtol=0, atol=1e-15)
     h = 1e-7
     for p, slope in ((-DELTA, 0.0), (DELTA, 1.0)):
-        left = (a(torch.tensor(p, dtype=torch.float64)) - a(torch.tensor(p - h, dtype=torch.float64))) / h
-        right = (a(torch.tensor(p + h, dtype=torch.float64)) - a(torch.tensor(p, dtype=torch.float64))) / h
+        left = (
+            a(torch.tensor(p, dtype=torch.float64)) - a(torch.tensor(p - h, dtype=torch.float64))
+        ) / h
+        right = (
+            a(torch.tensor(p + h, dtype=torch.float64)) - a(torch.tensor(p, dtype=torch.float64))
+        ) / h
         assert left.item() == pytest.approx(slope, abs=1e-5)
         assert right.item() == pytest.approx(slope, abs=1e-5)
 
@@ -165,7 +169,12 @@ def test_feature_cnn_gradcheck_float64(is_complex):
 
 @pytest.mark.parametrize(
     "is_complex,dtype",
-    [(False, torch.float32), (False, torch.float64), (True, torch.complex64), (True, torch.complex128)],
+    [
+        (False, torch.float32),
+        (False, torch.float64),
+        (True, torch.complex64),
+        (True, torch.complex128),
+    ],
 )
 def test_dtypes(is_complex, dtype):
     g = FeatureCNN(width=4, depth=2, complex=is_complex)
@@ -191,8 +200,13 @@ def test_feature_cnn_input_type_errors():
 
 @pytest.mark.parametrize(
     "kwargs,name",
-    [({"width": 0}, "width"), ({"depth": 0}, "depth"), ({"kernel_size": 2}, "kernel_size"),
-     ({"delta": -0.1}, "delta"), ({"in_channels": 0}, "in_channels")],
+    [
+        ({"width": 0}, "width"),
+        ({"depth": 0}, "depth"),
+        ({"kernel_size": 2}, "kernel_size"),
+        ({"delta": -0.1}, "delta"),
+        ({"in_channels": 0}, "in_channels"),
+    ],
 )
 def test_feature_cnn_validates_hyperparameters(kwargs, name):
     with pytest.raises(ValueError, match=name):
