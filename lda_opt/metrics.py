@@ -46,7 +46,10 @@ def _data_range(ref: torch.Tensor, data_range) -> torch.Tensor:
     b = ref.shape[0]
     rdt = ref.real.dtype if ref.is_complex() else ref.dtype
     if data_range is None:
-        return ref.detach().abs().flatten(1).amax(1).to(rdt)
+        peak = ref.detach().abs().flatten(1).amax(1).to(rdt)
+        if not bool((peak > 0).all()):
+            raise ValueError("ref is identically zero in a sample: pass data_range explicitly")
+        return peak
     if isinstance(data_range, torch.Tensor):
         dr = data_range.to(device=ref.device, dtype=rdt).reshape(-1)
         if dr.numel() not in (1, b):

@@ -121,3 +121,5 @@ def test_metric_input_errors():
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="data_range"):
         psnr(a, a, data_range=-1.0)
+    with pytest.raises(ValueError, match="data_range"):
+        psnr(a, torch.zeros_like(a))
