@@ -141,7 +141,7 @@ def build_architecture(spec: Any) -> nn.Module:
         raise ValueError(msg)  # noqa: TRY004 - bad file content, not a bad argument
     try:
         return ARCHITECTURES[key].from_config(cfg)
-    except TypeError as exc:  # unknown / missing constructor keywords
+    except (TypeError, KeyError) as exc:  # unknown / missing constructor keywords
         raise ValueError(f"cannot build {key!r} from config {cfg!r}: {exc}") from exc
 
 
@@ -206,6 +206,8 @@ def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as fh:  # data on disk before the rename makes it visible
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

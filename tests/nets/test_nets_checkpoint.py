@@ -196,3 +196,43 @@ def test_unregistered_module_and_bad_path(tmp_path):
         save_checkpoint(FeatureCNN(width=2, depth=1), tmp_path / "m.pt")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_unknown_architecture_in_config_is_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(FeatureCNN(width=2, depth=1), path)
+    cfg = json.loads(config_path(path).read_text())
+    cfg["architecture"]["class"] = "os.system"
+    config_path(path).write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="unknown architecture class 'os.system'"):
+        load_checkpoint(path)
+    cfg["architecture"] = {"class": "FeatureCNN", "config": {"widht": 2}}
+    config_path(path).write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="cannot build 'FeatureCNN'"):
+        load_checkpoint(path)
+
+
+def test_register_custom_architecture(tmp_path):
+    from lda_opt.nets import ARCHITECTURES, register_architecture
+
+    class Scale(nn.Module):
+        def __init__(self, channels: int = 1) -> None:
+            super().__init__()
+            self.channels = channels
+            self.w = nn.Parameter(torch.randn(1, channels, 1, 1))
+
+        def config(self) -> dict:
+            return {"channels": self.channels}
+
+        def forward(self, x):
+            return self.w * x
+
+    try:
+        register_architecture(Scale, name="test.Scale")
+        model = Composed(FeatureCNN(width=3, depth=1), Scale(3))
+        save_checkpoint(model, tmp_path / "s.safetensors")
+        loaded, _ = load_checkpoint(tmp_path / "s.safetensors")
+        x = torch.randn(1, 1, 5, 5)
+        assert torch.equal(loaded(x), model(x))
+    finally:
+        ARCHITECTURES.pop("test.Scale", None)
