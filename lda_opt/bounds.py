@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by paper
     # smoothing and Lipschitz constants
     "lipschitz_huber",
     "lipschitz_sqrt",
@@ -116,7 +116,7 @@ def _count(name: str, value: Any, lo: int = 0) -> int:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {lo} (got {value!r})")
+        raise ValueError(f"{name} must be an integer >= {lo} (got {value!r})")  # noqa: TRY004
     v = int(value)
     if v < lo:
         raise ValueError(f"{name} must be an integer >= {lo} (got {v})")
@@ -141,7 +141,9 @@ def _ceil_safe(x: float) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def lipschitz_huber(L_f: float, L_g: float, M: float, m: int, eps: float, kappa: float = 1.0) -> float:
+def lipschitz_huber(
+    L_f: float, L_g: float, M: float, m: int, eps: float, kappa: float = 1.0
+) -> float:
     r"""Lipschitz constant of ``grad phi_eps`` for the Huber (Nesterov) smoothing.
 
     .. math:: L_\varepsilon = L_f + \kappa\,(\sqrt{m}\,L_g + M^2/\varepsilon)
@@ -747,7 +749,7 @@ def operator_norm_sq(
             raise ValueError(f"A must be a 2-D matrix or a callable (got shape {tuple(mat.shape)})")
         return float(torch.linalg.matrix_norm(mat, ord=2)) ** 2
     if not callable(A):
-        raise ValueError("A must be a callable operator with .H or a 2-D matrix")
+        raise ValueError("A must be a callable operator with .H or a 2-D matrix")  # noqa: TRY004
     if shape is None:
         raise ValueError("shape must be given for a callable operator")
     iters = _count("iters", iters, 1)
@@ -892,7 +894,9 @@ def conv_operator_norm_complex(
     """
     wr, wi = _as_weight("w_real", w_real), _as_weight("w_imag", w_imag)
     if wr.shape != wi.shape:
-        raise ValueError(f"w_real and w_imag must have the same shape ({tuple(wr.shape)} vs {tuple(wi.shape)})")
+        raise ValueError(
+            f"w_real and w_imag must have the same shape ({tuple(wr.shape)} vs {tuple(wi.shape)})"
+        )
     block = torch.cat([torch.cat([wr, -wi], dim=1), torch.cat([wi, wr], dim=1)], dim=0)
     return conv_operator_norm(block, image_hw, padding_mode=padding_mode)
 
@@ -918,7 +922,9 @@ def _conv_layer(conv: Any, hw: tuple[int, int], idx: int) -> tuple[float, tuple[
         raise ValueError(f"net.convs[{idx}].groups must be 1 (got {ref.groups})")
     mode = getattr(ref, "padding_mode", "zeros")
     if mode not in ("zeros", "circular"):
-        raise ValueError(f"net.convs[{idx}].padding_mode must be 'zeros' or 'circular' (got {mode!r})")
+        raise ValueError(
+            f"net.convs[{idx}].padding_mode must be 'zeros' or 'circular' (got {mode!r})"
+        )
     k1, k2 = weights[0].shape[-2:]
     pad = getattr(ref, "padding", (k1 // 2, k2 // 2))
     if pad == "same":
@@ -942,8 +948,14 @@ def _conv_layer(conv: Any, hw: tuple[int, int], idx: int) -> tuple[float, tuple[
 def _layer_stack(
     convs: Any, act: Any, hw: tuple[int, int], activate_last: bool
 ) -> tuple[float, float, tuple[int, int]]:
-    if act is None or not hasattr(act, "derivative_bound") or not hasattr(act, "derivative_lipschitz"):
-        raise ValueError("net.act must have attributes 'derivative_bound' and 'derivative_lipschitz'")
+    if (
+        act is None
+        or not hasattr(act, "derivative_bound")
+        or not hasattr(act, "derivative_lipschitz")
+    ):
+        raise ValueError(
+            "net.act must have attributes 'derivative_bound' and 'derivative_lipschitz'"
+        )
     s = _nonneg("net.act.derivative_bound", act.derivative_bound)
     t = _nonneg("net.act.derivative_lipschitz", act.derivative_lipschitz)
     M, L = 1.0, 0.0
@@ -973,8 +985,10 @@ def _net_constants(
         Mg, Lg, hw = _net_constants(net.g, hw, None)
         Mh, Lh, hw = _net_constants(net.h, hw, None)
         return Mh * Mg, Lh * Mg * Mg + Mh * Lg, hw
-    raise ValueError("net must have 'convs' and 'act' (FeatureCNN), 'conv' and 'act' (Adapter), "
-                     "or 'g' and 'h' (Composed)")
+    raise ValueError(
+        "net must have 'convs' and 'act' (FeatureCNN), 'conv' and 'act' (Adapter), "
+        "or 'g' and 'h' (Composed)"
+    )
 
 
 def cnn_constants(
