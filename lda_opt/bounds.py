@@ -722,9 +722,9 @@ def _adjoint_of(A: Callable[[torch.Tensor], torch.Tensor]):
 def operator_norm_sq(
     A: Any,
     shape: Sequence[int] | None = None,
-    *,
     iters: int = 100,
     seed: int = 0,
+    *,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
 ) -> float:
@@ -784,9 +784,9 @@ def operator_norm_sq(
 def linear_feature_constants(
     D: Any,
     shape: Sequence[int] | None = None,
-    *,
     iters: int = 100,
     seed: int = 0,
+    *,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[float, float]:
     r"""``(M, L_g)`` for a linear feature map ``q(x) = D x``: ``M = ||D||``, ``L_g = 0``.
