@@ -797,3 +797,17 @@ def test_printed_segment_bound_below_one_for_large_sigma():
     assert B.lda_segment_bound(0, c1, c2, 0.9) >= 1
     C1, C2 = B.elda_segment_constants(1, 0, 1, 1, 0.5, 0, 1e-3, 1e3, 1, 1, 1, 0.5, 1)
     assert B.elda_segment_bound(0, C1, C2, 0.9) >= 1
+
+
+def test_operator_norm_sq_on_library_mri_operator():
+    """theory/README.md (Constants): for A = P F (orthonormal FFT, binary mask) the estimate is
+    <= the certified ||A||^2 = 1 and reaches it; real inputs use Re(A^H y)."""
+    operators = pytest.importorskip("lda_opt.operators")
+    gen = torch.Generator().manual_seed(11)
+    mask = (torch.rand(16, 16, generator=gen) < 0.3).to(DT)
+    mask[0, 0] = 1.0  # DC sampled: the constant image attains ||A x|| = ||x|| for real x too
+    A = operators.MRI(mask)
+    for dt in (torch.complex128, DT):
+        est = B.operator_norm_sq(A, (1, 1, 16, 16), 50, dtype=dt)
+        assert est <= 1.0 + 1e-12
+        assert est == pytest.approx(1.0, rel=1e-9)
