@@ -19,8 +19,9 @@ Conventions (``theory/README.md``):
   eps_tol}``.  The total-iteration bounds bound ``k_ell + 1``, the number of iterations up to
   and including the one that performs the ell-th reduction (an implementation that tests the
   stopping rule at the start of the next iteration performs at most one more).
-* Segment bounds include the ``+1`` that the printed eqs. (27) and (4.27) omit: a segment
-  of Lemma 3.3 / Lemma 4.5 length ``kappa + 1`` where ``kappa <= B``.
+* Segment bounds include the ``+1`` that the printed eqs. (27) and (4.27) omit: Lemma 3.3 /
+  Lemma 4.5 bound the *index* ``B`` of a segment's last iteration, so the segment has at
+  most ``B + 1`` iterations.
 """
 
 from __future__ import annotations
