@@ -1,0 +1,99 @@
+r"""Baselines of LDA Sec. 4.3.1: GD (the v-step only) and AGD (inertial).
+
+* :class:`GD` -- ``x_{k+1} = x_k - alpha_k grad phi_eps(x_k)`` with LDA's step rule
+  (backtracking ``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2``), i.e. LDA with its u-step
+  turned off; all of LDA's theory applies.
+* :class:`AGD` -- the inertial step ``x_{k+1} = x_k - alpha_k grad phi_eps(x_k) +
+  theta (x_k - x_{k-1})``.  The paper writes ``grad f`` in this formula, which would drop the
+  regularizer; we use ``grad phi_eps`` (``theory/lda.md``).  The paper's AGD-Net learns
+  ``alpha_k, theta_k``; as a solver we backtrack ``alpha_k`` on the same decrease rule and,
+  when no step passes within the cap, restart without momentum for that iteration (a
+  documented safeguard; without it a fixed step diverges once ``alpha > 2/L_eps``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Backtracking, Counter, Oracle, Point, Solver, State, StepOutput, _check_range, accept, per_sample
+from .lda import lda_v_search
+
+__all__ = ["GD", "AGD"]
+
+
+@dataclass(kw_only=True)
+class GD(Solver):
+    """Gradient descent on ``phi_eps`` with LDA's backtracking and eps-continuation."""
+
+    eps0: float = 1.4e-3
+    gamma: float = 0.9
+    sigma: float = 1e3
+    eps_tol: float = 1.5e-5
+    max_linesearch: int = 60
+    alpha: float = 1.0
+    linesearch: bool = True
+    c: float = 0.35
+    shrink: float = 0.5
+
+    name = "gd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_range("alpha", self.alpha, 0)
+        _check_range("c", self.c, 0)
+        _check_range("shrink", self.shrink, 0, 1)
+
+    def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
+        cnt = Counter(state.eps.shape[0], state.eps.device)
+        ls = lda_v_search(self, oracle, state, cnt, overrides)
+        new, _ = accept(oracle, state.point, state.eps, [(ls.point, ls.accepted)], cnt)
+        branch = torch.where(ls.accepted, 1, -1)
+        return StepOutput(new, branch, ls.step.detach(), ls.evaluations, ls.capped, cnt)
+
+
+@dataclass(kw_only=True)
+class AGD(Solver):
+    """Inertial (heavy-ball) gradient descent with momentum ``theta``."""
+
+    eps0: float = 1.4e-3
+    gamma: float = 0.9
+    sigma: float = 1e3
+    eps_tol: float = 1.5e-5
+    max_linesearch: int = 60
+    alpha: float = 1.0
+    theta: float = 0.5
+    c: float = 0.35
+    shrink: float = 0.5
+
+    name = "agd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_range("alpha", self.alpha, 0)
+        _check_range("theta", self.theta, 0, 1, lo_open=False)
+        _check_range("c", self.c, 0)
+        _check_range("shrink", self.shrink, 0, 1)
+
+    def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
+        return {"x_prev": point.x.detach().clone()}
+
+    def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
+        x, eps = state.point, state.eps
+        b = eps.shape[0]
+        cnt = Counter(b, eps.device)
+        P = lambda n: self.param(n, b, eps, overrides)  # noqa: E731
+        alpha, c = P("alpha"), P("c")
+        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2  # noqa: E731
+        search = Backtracking(self.shrink, self.max_linesearch)
+        everyone = torch.ones(b, dtype=torch.bool, device=eps.device)
+        shift = per_sample(P("theta"), x.x) * (x.x - state.aux["x_prev"])
+        ls = search.search(oracle, x, eps, everyone, alpha, rule, cnt, shift=shift)
+        restart = search.search(oracle, x, eps, ls.capped, alpha, rule, cnt)
+        new, moved = accept(oracle, x, eps, [(ls.point, ls.accepted), (restart.point, restart.accepted)], cnt)
+        branch = torch.where(moved, 1, -1)
+        step = torch.where(ls.accepted, ls.step, restart.step).detach()
+        x_prev = torch.where(per_sample(moved, x.x), x.x, state.aux["x_prev"]).detach()
+        return StepOutput(new, branch, step, ls.evaluations + restart.evaluations,
+                          restart.capped, cnt, {"x_prev": x_prev})

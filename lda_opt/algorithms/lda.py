@@ -1,0 +1,80 @@
+r"""LDA: the learnable descent algorithm (LDA paper, Algorithm 1; Huber smoothing).
+
+One iteration at smoothing level ``eps_k`` (eqs. 12-15):
+
+.. math::
+    z = x_k - \alpha_k\nabla f(x_k), \quad u = z - \tau_k\nabla r_{\varepsilon_k}(z), \quad
+    v = z - \alpha_k\nabla r_{\varepsilon_k}(x_k) = x_k - \alpha_k\nabla\phi_{\varepsilon_k}(x_k),
+
+and ``x_{k+1} = u`` if ``phi_eps(u) <= phi_eps(v)``, else ``v`` (15).  The step ``alpha_k`` is
+found by backtracking (Sec. 4.3.3: start at ``alpha``, multiply by ``shrink = 0.5`` until
+``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2`` with ``c = 0.35``), which also fixes ``z`` and
+``u``; with ``linesearch=False`` the fixed ``alpha`` must lie in Theorem 3.5's range
+``[1/(delta1 L_eps), 1/(delta2 L_eps)]`` (``lda_opt.bounds``).  ``tau`` is arbitrary for the
+theory (Sec. 3.2).  Defaults follow Sec. 4.3.3: ``eps0 = 1.4e-3``, ``sigma = 1e3``,
+``gamma = 0.9``, ``eps_tol = 1.5e-5``.  See ``theory/lda.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Backtracking, Counter, Oracle, Solver, State, StepOutput, _check_range, accept, u_candidate
+
+__all__ = ["LDA", "lda_v_search"]
+
+
+def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: dict | None):
+    """The gradient candidate ``v = x - alpha grad phi_eps(x)`` with LDA's step rule
+    (backtracking ``phi_eps(v) - phi_eps(x) <= -c ||v - x||^2``, or a fixed ``alpha``)."""
+    x, eps = state.point, state.eps
+    b = eps.shape[0]
+    everyone = torch.ones(b, dtype=torch.bool, device=eps.device)
+    alpha = solver.param("alpha", b, eps, overrides)
+    if solver.linesearch:
+        c = solver.param("c", b, eps, overrides)
+        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2  # noqa: E731
+        return Backtracking(solver.shrink, solver.max_linesearch).search(oracle, x, eps, everyone, alpha, rule, cnt)
+    return Backtracking(solver.shrink, 1).search(
+        oracle, x, eps, everyone, alpha, lambda pv, px, d2, e, rows: torch.ones_like(pv, dtype=torch.bool), cnt)
+
+
+@dataclass(kw_only=True)
+class LDA(Solver):
+    """LDA Algorithm 1 with backtracking on ``alpha`` (``linesearch=True``) or a fixed
+    ``alpha``."""
+
+    eps0: float = 1.4e-3
+    gamma: float = 0.9
+    sigma: float = 1e3
+    eps_tol: float = 1.5e-5
+    max_linesearch: int = 60
+    alpha: float = 1.0
+    tau: float = 1.0
+    linesearch: bool = True
+    c: float = 0.35
+    shrink: float = 0.5
+
+    name = "lda"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for n in ("alpha", "tau", "c"):
+            _check_range(n, getattr(self, n), 0)
+        _check_range("shrink", self.shrink, 0, 1)
+        if not isinstance(self.linesearch, bool):
+            raise TypeError(f"linesearch must be a bool; got {self.linesearch!r}")
+
+    def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
+        x, eps = state.point, state.eps
+        cnt = Counter(eps.shape[0], eps.device)
+        ls = lda_v_search(self, oracle, state, cnt, overrides)
+        alpha_k = ls.step
+        pu = u_candidate(oracle, x, eps, alpha_k, self.param("tau", eps.shape[0], eps, overrides), cnt)
+        with torch.no_grad():
+            take_u = ls.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
+        new, _ = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
+        branch = torch.where(take_u, 0, torch.where(ls.accepted, 1, -1))
+        return StepOutput(new, branch, alpha_k.detach(), ls.evaluations, ls.capped, cnt)

@@ -1,0 +1,234 @@
+"""Linear forward models ``A`` with exact adjoints ``A.H``.
+
+Every operator acts sample-wise on a batch ``x`` of shape (B, C, H, W); ``A(x)`` and the
+adjoint ``A.H(y)`` satisfy ``<A x, y> = <x, A^H y>`` exactly (up to rounding) for the real
+inner product ``Re sum conj(a) b``.  ``norm_estimate`` gives ``||A||`` by power iteration.
+
+Operators:
+
+* :class:`Identity` -- denoising, ``y`` has the shape of ``x``.
+* :class:`Matrix` -- a dense matrix ``Phi`` of shape (M, C*H*W) acting on each flattened
+  sample (block compressed sensing, LDA Sec. 4.2.1); ``y`` has shape (B, M).
+* :class:`MRI` -- ``P F`` with the orthonormal 2-D FFT ``F`` and a binary sampling mask
+  ``P`` (meta-LDA eq. 2); complex; ``y`` has shape (B, C, H, W) and is zero off the mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["LinearOperator", "Identity", "Matrix", "MRI", "norm_estimate"]
+
+
+class LinearOperator:
+    """Base class: subclasses implement ``forward`` and ``adjoint``.
+
+    ``input_shape`` is the per-sample image shape (C, H, W) the operator accepts, or
+    ``None`` when any shape is accepted.
+    """
+
+    input_shape: tuple[int, ...] | None = None
+    #: whether ``forward`` maps real images to complex data (x must then be complex).
+    complex_valued: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    @property
+    def H(self) -> "_Adjoint":
+        """The adjoint operator ``A^H`` (callable)."""
+        return _Adjoint(self)
+
+    def output_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample shape of ``A x`` for an image of per-sample shape ``image_shape``."""
+        return tuple(image_shape)
+
+    def select(self, index: torch.Tensor) -> "LinearOperator":
+        """The operator restricted to the samples ``index`` (for batch-dependent operators)."""
+        return self
+
+    def check_input(self, x: torch.Tensor, name: str = "x0") -> None:
+        """Raise ValueError/TypeError when ``x`` cannot be an input of this operator."""
+        if x.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, C, H, W); got {tuple(x.shape)}")
+        if self.input_shape is not None and tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(
+                f"{name} has per-sample shape {tuple(x.shape[1:])} but the operator expects "
+                f"{tuple(self.input_shape)}"
+            )
+        if self.complex_valued and not x.is_complex():
+            raise TypeError(
+                f"{name} must be complex for the complex operator {type(self).__name__}; "
+                f"got dtype {x.dtype} (use e.g. x.to(torch.complex64))"
+            )
+
+
+class _Adjoint:
+    def __init__(self, op: LinearOperator) -> None:
+        self.op = op
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        return self.op.adjoint(y)
+
+    @property
+    def H(self) -> LinearOperator:
+        return self.op
+
+
+class Identity(LinearOperator):
+    """``A = I``: ``A x = x``, ``A^H y = y`` (denoising)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def __repr__(self) -> str:
+        return "Identity()"
+
+
+class Matrix(LinearOperator):
+    """Dense ``Phi`` (M, N) acting on each flattened sample, ``N = C*H*W``.
+
+    ``A x = Phi vec(x)`` with ``y`` of shape (B, M); ``A^H y = reshape(Phi^H y)``.
+    Used for block compressed sensing (LDA Sec. 4.2.1) with ``image_shape=(1, 33, 33)``.
+    """
+
+    def __init__(self, Phi: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
+        if not isinstance(Phi, torch.Tensor) or Phi.dim() != 2:
+            raise ValueError("Phi must be a 2-D tensor of shape (M, C*H*W)")
+        if len(image_shape) != 3 or any(int(s) <= 0 for s in image_shape):
+            raise ValueError(f"image_shape must be (C, H, W) with positive sizes; got {image_shape}")
+        n = math.prod(int(s) for s in image_shape)
+        if Phi.shape[1] != n:
+            raise ValueError(
+                f"Phi has {Phi.shape[1]} columns but image_shape {tuple(image_shape)} has {n} pixels"
+            )
+        if not torch.isfinite(Phi).all():
+            raise ValueError("Phi contains NaN or Inf")
+        self.Phi = Phi
+        self.input_shape = tuple(int(s) for s in image_shape)
+        self.complex_valued = Phi.is_complex()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1) @ self.Phi.to(x.dtype).T
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return (y @ self.Phi.to(y.dtype).conj()).reshape(y.shape[0], *self.input_shape)
+
+    def output_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.Phi.shape[0],)
+
+    def to(self, *args, **kwargs) -> "Matrix":
+        return Matrix(self.Phi.to(*args, **kwargs), self.input_shape)
+
+    def __repr__(self) -> str:
+        return f"Matrix(Phi={tuple(self.Phi.shape)}, image_shape={self.input_shape})"
+
+
+class MRI(LinearOperator):
+    """Under-sampled MRI ``A = P F`` (meta-LDA eq. 2).
+
+    ``F`` is the orthonormal 2-D FFT over the last two axes (``norm="ortho"``) and ``P``
+    multiplies by a 0/1 ``mask`` in the unshifted FFT layout (DC at index [0, 0]).
+    ``mask`` has shape (H, W), (C, H, W) or (B, C, H, W); it broadcasts over the batch.
+    ``A^H y = F^{-1}(P y)``.  Since ``F`` is unitary and ``P`` a projection, ``||A|| = 1``
+    whenever the mask samples at least one frequency.
+    """
+
+    complex_valued = True
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3, 4):
+            raise ValueError("mask must be a tensor of shape (H, W), (C, H, W) or (B, C, H, W)")
+        m = mask.to(torch.float64) if not mask.is_floating_point() else mask
+        if not torch.all((m == 0) | (m == 1)):
+            raise ValueError("mask must contain only zeros and ones")
+        if m.sum() == 0:
+            raise ValueError("mask samples no frequency (all zeros)")
+        while m.dim() < 4:
+            m = m.unsqueeze(0)
+        self.mask = m
+        self.input_shape = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask.to(x.real.dtype) * torch.fft.fft2(x, norm="ortho")
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.fft.ifft2(self.mask.to(y.real.dtype) * y, norm="ortho")
+
+    def select(self, index: torch.Tensor) -> "MRI":
+        if self.mask.shape[0] == 1:
+            return self
+        out = MRI.__new__(MRI)
+        out.mask = self.mask[index]
+        out.input_shape = None
+        return out
+
+    def check_input(self, x: torch.Tensor, name: str = "x0") -> None:
+        super().check_input(x, name)
+        mh, mw = self.mask.shape[-2:]
+        if tuple(x.shape[-2:]) != (mh, mw):
+            raise ValueError(
+                f"{name} has spatial size {tuple(x.shape[-2:])} but the mask is {(mh, mw)}"
+            )
+        if self.mask.shape[1] not in (1, x.shape[1]):
+            raise ValueError(f"mask has {self.mask.shape[1]} channels but {name} has {x.shape[1]}")
+        if self.mask.shape[0] not in (1, x.shape[0]):
+            raise ValueError(f"mask has batch size {self.mask.shape[0]} but {name} has {x.shape[0]}")
+
+    @property
+    def sampling_ratio(self) -> float:
+        return float(self.mask.mean())
+
+    def __repr__(self) -> str:
+        return f"MRI(mask={tuple(self.mask.shape)}, ratio={self.sampling_ratio:.4f})"
+
+
+def norm_estimate(
+    A: LinearOperator,
+    shape: tuple[int, ...],
+    *,
+    iters: int = 100,
+    tol: float = 1e-7,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> float:
+    """Estimate ``||A||`` (spectral norm) by power iteration on ``A^H A``.
+
+    ``shape`` is the full input shape (B, C, H, W); the estimate is the norm over the whole
+    batch, i.e. the largest per-sample norm.  Power iteration converges from below: the
+    returned value is an *estimate* (a lower bound up to rounding), not a certified upper
+    bound.  Stops when the relative change is below ``tol``.
+    """
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1; got {iters}")
+    if getattr(A, "complex_valued", False) and not dtype.is_complex:
+        dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if dtype.is_complex:
+        x = torch.complex(x, torch.randn(shape, generator=gen, dtype=torch.float64))
+    x = x.to(dtype)
+    x = x / torch.linalg.vector_norm(x)
+    est = 0.0
+    for _ in range(iters):
+        y = A.adjoint(A.forward(x))
+        nrm = float(torch.linalg.vector_norm(y))
+        if nrm == 0.0:
+            return 0.0
+        x = y / nrm
+        if abs(nrm - est) <= tol * nrm:
+            est = nrm
+            break
+        est = nrm
+    return math.sqrt(est)
