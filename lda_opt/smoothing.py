@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Smoothing", "Huber", "Sqrt", "group_norm_sq", "num_groups"]
+__all__ = ["Smoothing", "Huber", "Sqrt", "SMOOTHINGS", "group_norm_sq", "num_groups"]
 
 
 def group_norm_sq(g: torch.Tensor) -> torch.Tensor:
@@ -112,3 +112,6 @@ class Sqrt(Smoothing):
     def dual(self, g: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
         e = _per_sample(eps, g)
         return g / (group_norm_sq(g) + e * e).sqrt().unsqueeze(1)
+
+
+SMOOTHINGS = {"huber": Huber, "sqrt": Sqrt}

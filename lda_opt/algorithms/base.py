@@ -489,6 +489,19 @@ class Solver:
             out[f_.name] = v.name if isinstance(v, Smoothing) else v
         return out
 
+    @classmethod
+    def from_config(cls, params: dict) -> "Solver":
+        """Rebuild a solver from :meth:`config` output (``smoothing`` given by name)."""
+        from ..smoothing import SMOOTHINGS
+
+        params = dict(params)
+        if isinstance(params.get("smoothing"), str):
+            name = params["smoothing"]
+            if name not in SMOOTHINGS:
+                raise ValueError(f"smoothing must be one of {sorted(SMOOTHINGS)}; got {name!r}")
+            params["smoothing"] = SMOOTHINGS[name]()
+        return cls(**params)
+
     def replace(self, **changes) -> "Solver":
         return replace(self, **changes)
 

@@ -11,7 +11,9 @@ found by backtracking (Sec. 4.3.3: start at ``alpha``, multiply by ``shrink = 0.
 ``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2`` with ``c = 0.35``), which also fixes ``z`` and
 ``u``; with ``linesearch=False`` the fixed ``alpha`` must lie in Theorem 3.5's range
 ``[1/(delta1 L_eps), 1/(delta2 L_eps)]`` (``lda_opt.bounds``).  ``tau`` is arbitrary for the
-theory (Sec. 3.2).  Defaults follow Sec. 4.3.3: ``eps0 = 1.4e-3``, ``sigma = 1e3``,
+theory (Sec. 3.2); the default ``tau=None`` takes ``tau_k = alpha_k`` (the limit
+``beta_k -> infinity`` of ``tau_k = alpha_k beta_k / (alpha_k + beta_k)``), so that ``u`` uses
+the step the line search certified for ``v``.  Defaults follow Sec. 4.3.3: ``eps0 = 1.4e-3``, ``sigma = 1e3``,
 ``gamma = 0.9``, ``eps_tol = 1.5e-5``.  See ``theory/lda.md``.
 """
 
@@ -52,7 +54,7 @@ class LDA(Solver):
     eps_tol: float = 1.5e-5
     max_linesearch: int = 60
     alpha: float = 1.0
-    tau: float = 1.0
+    tau: float | None = None
     linesearch: bool = True
     c: float = 0.35
     shrink: float = 0.5
@@ -61,8 +63,10 @@ class LDA(Solver):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for n in ("alpha", "tau", "c"):
+        for n in ("alpha", "c"):
             _check_range(n, getattr(self, n), 0)
+        if self.tau is not None:
+            _check_range("tau", self.tau, 0)
         _check_range("shrink", self.shrink, 0, 1)
         if not isinstance(self.linesearch, bool):
             raise TypeError(f"linesearch must be a bool; got {self.linesearch!r}")
@@ -72,7 +76,11 @@ class LDA(Solver):
         cnt = Counter(eps.shape[0], eps.device)
         ls = lda_v_search(self, oracle, state, cnt, overrides)
         alpha_k = ls.step
-        pu = u_candidate(oracle, x, eps, alpha_k, self.param("tau", eps.shape[0], eps, overrides), cnt)
+        if self.tau is None and "tau" not in (overrides or {}):
+            tau = alpha_k  # beta_k -> infinity in (13a)
+        else:
+            tau = self.param("tau", eps.shape[0], eps, overrides)
+        pu = u_candidate(oracle, x, eps, alpha_k, tau, cnt)
         with torch.no_grad():
             take_u = ls.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
         new, _ = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
