@@ -150,7 +150,7 @@ def test_cvxpy_solvers_agree_and_torch_admm_matches():
     scs = solve_dual_cvxpy(prob, solver="SCS")
     assert cla.violation < 1e-8
     assert scs.objective == pytest.approx(cla.objective, rel=1e-4)  # SCS default eps 1e-4
-    # ADMM is first-order (sublinear); on this instance 4000 iterations reach ~1e-6.
+    # ADMM is first-order; measured on this instance: 1000 iterations 2e-4, 4000 iterations 3e-9.
     tor = solve_dual_torch(prob, TorchDualConfig(iters=4000))
     assert tor.objective == pytest.approx(cla.objective, rel=1e-4)
     assert tor.violation < 1e-3
