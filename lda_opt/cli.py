@@ -1,7 +1,8 @@
 """The ``lda-opt`` command line.
 
 Every subcommand lives in its own module exposing ``add_arguments(parser)`` and
-``run(args) -> int``; this file only registers them.  Errors raised as ``ValueError`` or
+``run(args) -> int``; this file only registers them.  Only the module of the subcommand being
+run is imported, so ``lda-opt solve`` does not pay for the imports of ``lda-opt duality``.  Errors raised as ``ValueError`` or
 ``TypeError`` (bad input) become a one-line message and exit status 2.
 """
 
@@ -13,22 +14,37 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "solve": ("lda_opt.commands.solve", "solve an imaging problem with LDA, MetaLDA, ELDA, GD or AGD"),
+    "check": ("lda_opt.commands.check", "check the convergence-theorem invariants of a solve run"),
+    "complexity": ("lda_opt.commands.complexity", "measure the iteration complexity N(eps_tol)"),
+    "train": ("lda_opt.commands.train", "train an unrolled LDA-Net from a config file"),
     "duality": ("lda_opt.dual.cli", "convex dual of the two-layer soft-thresholding CNN"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; the arguments of ``command`` (or of every subcommand when None) are added."""
     parser = argparse.ArgumentParser(prog="lda-opt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=help_text)
+        sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(sp)
+        if command is None or name == command:
+            importlib.import_module(module).add_arguments(sp)
     return parser
 
 
+def _command(argv: list[str]) -> str:
+    """The subcommand named in ``argv`` ("" when none: argparse then reports the error)."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
     try:
