@@ -82,7 +82,15 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a directory; {str(out)!r} is a file")
     progress = (not args.quiet) and sys.stdout.isatty()
-    res = run_duality(config, out, progress=progress)
+    import torch
+
+    # small dense ops: one intra-op thread avoids oversubscription; restored afterwards
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = run_duality(config, out, progress=progress)
+    finally:
+        torch.set_num_threads(n_threads)
     summary = {k: res[k] for k in ("primal_best", "dual", "primal_at_reconstruction", "gap",
                                    "certified_lower_bound", "runtime_seconds")}
     if not args.quiet:

@@ -105,9 +105,9 @@ class DualityConfig:
         base = dict(
             n_train=4,
             n_test=4,
-            primal=PrimalConfig(n_filters=8, epochs=400),
+            primal=PrimalConfig(n_filters=8, epochs=300),
             seeds=(0, 1),
-            n_samples=32,
+            n_samples=24,
             torch_dual=TorchDualConfig(iters=1500),
         )
         base.update(overrides)
