@@ -178,17 +178,27 @@ class Oracle:
                 f"the feature map must return (B, d, ...) features for a batch of {x.shape[0]}; "
                 f"got shape {tuple(g.shape)}"
             )
+        # the rows of a sub-batch are their own problems: their data y and weight kappa
+        problem = self.problem if rows is None else self._rows_problem(rows)
         with self._ctx():
             xv = leaf if self.differentiable else x.detach()
-            f, grad_f = self.problem.fidelity.value_and_grad(xv)
+            f, grad_f = problem.fidelity.value_and_grad(xv)
             gv = g if self.differentiable else g.detach()
-            phi = f + self.kappa(f) * self.smoothing.value(gv, eps)
+            phi = f + problem.kappa(f) * self.smoothing.value(gv, eps)
         if rows is None:
             counter.forward += 1
         else:
             counter.forward[rows] += 1
         ar = torch.arange(x.shape[0], device=x.device)
         return Point(xv, gv, f, grad_f, phi, None, [Graph(leaf, g, ar, ar)])
+
+    def _rows_problem(self, rows: torch.Tensor) -> Problem:
+        """The sub-problem of the samples ``rows`` (the problem itself when ``rows`` is every
+        sample in order)."""
+        b = self.problem.fidelity.y.shape[0] if hasattr(self.problem.fidelity, "y") else None
+        if b is not None and rows.numel() == b and bool((rows == torch.arange(b, device=rows.device)).all()):
+            return self.problem
+        return self.problem.select(rows)
 
     def vjp(self, point: Point, cotangent: torch.Tensor, need: torch.Tensor, counter: Counter,
             retain: bool) -> torch.Tensor:
