@@ -523,11 +523,15 @@ class Solver:
         return t.expand(b) if t.dim() == 0 else t
 
     # -- the iteration -------------------------------------------------------------------
-    def init_state(self, problem: Problem, x0: torch.Tensor, differentiable: bool = False) -> State:
-        """Evaluate ``x0``: one forward and one backward pass of ``q``."""
+    def init_state(self, problem: Problem, x0: torch.Tensor, differentiable: bool = False,
+                   overrides: dict | None = None) -> State:
+        """Evaluate ``x0``: one forward and one backward pass of ``q``.
+
+        ``overrides`` may hold ``"eps0"`` (a scalar or (B,) tensor, e.g. the learned
+        ``eps_0`` of an unrolled network, which then receives gradients)."""
         B = x0.shape[0]
         dev = x0.device
-        eps = torch.full((B,), float(self.eps0), dtype=x0.real.dtype, device=dev)
+        eps = self.param("eps0", B, x0, overrides).clone()
         oracle = Oracle(problem, self.smoothing, differentiable)
         counter = Counter(B, dev)
         p = oracle.evaluate(x0, eps, counter)

@@ -9,6 +9,8 @@ r"""Baselines of LDA Sec. 4.3.1: GD (the v-step only) and AGD (inertial).
   ``alpha_k, theta_k``; as a solver we backtrack ``alpha_k`` on the same decrease rule and,
   when no step passes within the cap, restart without momentum for that iteration (a
   documented safeguard; without it a fixed step diverges once ``alpha > 2/L_eps``).
+  With ``linesearch=False`` the inertial step is taken with the given ``alpha`` and ``theta``
+  (AGD-Net: learned per phase through ``overrides``; no safeguard, no theory).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class AGD(Solver):
     max_linesearch: int = 60
     alpha: float = 1.0
     theta: float = 0.5
+    linesearch: bool = True
     c: float = 0.35
     shrink: float = 0.5
 
@@ -75,6 +78,8 @@ class AGD(Solver):
         _check_range("theta", self.theta, 0, 1, lo_open=False)
         _check_range("c", self.c, 0)
         _check_range("shrink", self.shrink, 0, 1)
+        if not isinstance(self.linesearch, bool):
+            raise TypeError(f"linesearch must be a bool; got {self.linesearch!r}")
 
     def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
         return {"x_prev": point.x.detach().clone()}
@@ -86,7 +91,9 @@ class AGD(Solver):
         P = lambda n: self.param(n, b, eps, overrides)  # noqa: E731
         alpha, c = P("alpha"), P("c")
         rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2  # noqa: E731
-        search = Backtracking(self.shrink, self.max_linesearch)
+        if not self.linesearch:  # AGD-Net: the fixed (learned) step, always taken
+            rule = lambda pv, px, d2, e, rows: torch.ones_like(pv, dtype=torch.bool)  # noqa: E731
+        search = Backtracking(self.shrink, self.max_linesearch if self.linesearch else 1)
         everyone = torch.ones(b, dtype=torch.bool, device=eps.device)
         shift = per_sample(P("theta"), x.x) * (x.x - state.aux["x_prev"])
         ls = search.search(oracle, x, eps, everyone, alpha, rule, cnt, shift=shift)
@@ -94,6 +101,8 @@ class AGD(Solver):
         new, moved = accept(oracle, x, eps, [(ls.point, ls.accepted), (restart.point, restart.accepted)], cnt)
         branch = torch.where(moved, 1, -1)
         step = torch.where(ls.accepted, ls.step, restart.step).detach()
-        x_prev = torch.where(per_sample(moved, x.x), x.x, state.aux["x_prev"]).detach()
+        x_prev = torch.where(per_sample(moved, x.x), x.x, state.aux["x_prev"])
+        if not oracle.differentiable:  # unrolled AGD-Net: gradients also flow through x_{k-1}
+            x_prev = x_prev.detach()
         return StepOutput(new, branch, step, ls.evaluations + restart.evaluations,
                           restart.capped, cnt, {"x_prev": x_prev})
