@@ -15,8 +15,10 @@ from .algorithms import AGD, ALGORITHMS, ELDA, GD, LDA, MetaLDA, Result, Solver 
 from .problem import LeastSquares, Problem  # noqa: E402
 from .smoothing import Huber, Sqrt  # noqa: E402
 from .trace import Trace  # noqa: E402
+from .checks import Report, Violation, check  # noqa: E402
 
 __all__ = [
     "operators", "features", "smoothing", "LeastSquares", "Problem", "Huber", "Sqrt",
     "LDA", "MetaLDA", "ELDA", "GD", "AGD", "ALGORITHMS", "Solver", "Result", "Trace",
+    "Report", "Violation", "check",
 ]
