@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .primal import _check_beta, _check_data
+
 __all__ = ["LowerBound", "certified_lower_bound"]
 
 
@@ -47,11 +49,13 @@ def certified_lower_bound(
     Y: np.ndarray, x: np.ndarray, z: np.ndarray, beta: float
 ) -> LowerBound:
     """Weak-duality bound (*) at the largest certified-feasible multiple of ``z``."""
-    Y = np.asarray(Y, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
+    _check_beta(beta)
+    Y, x = _check_data(Y, x)
     z = np.asarray(z, dtype=np.float64)
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0; got {beta}")
+    if z.shape != x.shape:
+        raise ValueError(f"z must have the shape of x, {x.shape}; got {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("z contains NaN or Inf")
     az = np.abs(z)
     M = Y.T @ (az[:, None] * Y)
     B = float(np.sqrt(az.sum() * max(np.linalg.eigvalsh(M)[-1], 0.0)))

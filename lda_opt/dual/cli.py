@@ -12,8 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .dual import TorchDualConfig
-from .primal import INITS, OPTIMIZERS, PrimalConfig
+from .primal import INITS, OPTIMIZERS
 from .report import DualityConfig, run_duality
 
 
@@ -39,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="number of random u-bar sampled for the patterns")
     parser.add_argument("--u-scale", type=float, default=None,
                         help="standard deviation of the sampled u-bar")
+    parser.add_argument("--u-scale-sweep", type=float, nargs="*", default=None,
+                        help="multiples of --u-scale at which (22) is re-solved to show its "
+                             "dependence on |u-bar| (none given: no sweep)")
     parser.add_argument("--dual-method", default=None, help="torch solver: admm (default) or adam")
     parser.add_argument("--dual-iters", type=int, default=None, help="torch dual iterations")
     parser.add_argument("--cvxpy-solver", default=None, help="CLARABEL, SCS or none")
@@ -62,6 +64,8 @@ def build_config(args: argparse.Namespace) -> DualityConfig:
                      ("u_scale", args.u_scale)):
         if val is not None:
             over[key] = val
+    if args.u_scale_sweep is not None:
+        over["u_scale_sweep"] = tuple(args.u_scale_sweep)
     if args.seeds is not None:
         over["seeds"] = tuple(args.seeds)
     if args.optimizers is not None:

@@ -63,7 +63,9 @@ class DualProblem:
     beta: float
 
     def __post_init__(self) -> None:
-        I, m2 = self.Y.shape
+        if self.Y.ndim != 2:
+            raise ValueError(f"Y must have shape (I, m^2); got {self.Y.shape}")
+        I = self.Y.shape[0]
         if self.x.shape != (I,):
             raise ValueError(f"x must have shape (I,) = ({I},); got {self.x.shape}")
         if self.q.ndim != 2 or self.q.shape[1] != I or self.q.shape[0] < 1:
@@ -75,11 +77,16 @@ class DualProblem:
         for name in ("Y", "x", "q"):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise ValueError(f"{name} contains NaN or Inf")
+        if not np.all(np.isin(self.sign, (-1, 0, 1))):
+            raise ValueError("sign must have entries in {-1, 0, +1}")
+        # eq. (9): Q_ii = 1 - lambda/|y_i^T u| in [0, 1] on S1 and S3, Q_ii = 0 on S2
+        if np.any(self.q < 0) or np.any(self.q > 1) or np.any(self.q[self.sign == 0] != 0):
+            raise ValueError("q must lie in [0, 1] and vanish where sign_ji = 0 (eq. 9)")
 
     @classmethod
     def from_patterns(
         cls, Y: np.ndarray, x: np.ndarray, patterns: ArrangementPatterns, beta: float
-    ) -> "DualProblem":
+    ) -> DualProblem:
         return cls(
             Y=np.asarray(Y, dtype=np.float64),
             x=np.asarray(x, dtype=np.float64),
@@ -100,6 +107,9 @@ class DualSolution:
     ``objective`` is (22) evaluated in float64 at ``(W, Wp)``; ``violation`` the largest
     constraint violation ``max(0, -s_ji (Y w_j)_i)`` over both variables;
     ``history`` the penalised objective per iteration (empty for CVXPY).
+    ``max_multiplier`` (CVXPY only) is the largest KKT multiplier of the cone constraints
+    ``s_ji (Y w_j)_i >= 0``: the l1 hinge penalty of :func:`solve_dual_torch` has the same
+    minimisers as (22)-(24) whenever ``penalty`` exceeds it (exact-penalty theorem).
     """
 
     W: np.ndarray
@@ -110,6 +120,7 @@ class DualSolution:
     status: str
     seconds: float
     history: np.ndarray
+    max_multiplier: float | None = None
 
 
 def dual_output(Y: np.ndarray, q: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -170,6 +181,7 @@ def solve_dual_cvxpy(problem: DualProblem, *, solver: str = "CLARABEL") -> DualS
     if W.value is None:
         raise RuntimeError(f"CVXPY/{solver} returned no solution (status {prob.status})")
     Wv, Wpv = np.asarray(W.value), np.asarray(Wp.value)
+    mult = max(float(np.max(c.dual_value, initial=0.0)) for c in cons)
     return DualSolution(
         W=Wv,
         Wp=Wpv,
@@ -179,6 +191,7 @@ def solve_dual_cvxpy(problem: DualProblem, *, solver: str = "CLARABEL") -> DualS
         status=str(prob.status),
         seconds=seconds,
         history=np.zeros(0),
+        max_multiplier=mult,
     )
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .primal import _check_lam
+
 __all__ = ["ArrangementPatterns", "q_diagonal", "sample_patterns", "st_pattern"]
 
 
@@ -39,16 +41,29 @@ def st_pattern(Y: np.ndarray, u: np.ndarray, lam: float) -> np.ndarray:
     ``u`` may be one filter ``(m^2,)`` (result ``(I,)``) or a stack ``(P, m^2)``
     (result ``(P, I)``).
     """
-    a = np.asarray(u, dtype=np.float64) @ np.asarray(Y, dtype=np.float64).T
+    a = _responses(Y, u, lam)
     s = np.zeros(a.shape, dtype=np.int8)
     s[a > lam] = 1
     s[a < -lam] = -1
     return s
 
 
+def _responses(Y, u, lam) -> np.ndarray:
+    """``u @ Y.T`` (``(I,)`` or ``(P, I)``) after checking ``lam`` and the shapes."""
+    _check_lam(lam)
+    Y = np.asarray(Y, dtype=np.float64)
+    u = np.asarray(u, dtype=np.float64)
+    if Y.ndim != 2:
+        raise ValueError(f"Y must have shape (I, m^2); got {Y.shape}")
+    if u.ndim not in (1, 2) or u.shape[-1] != Y.shape[1]:
+        raise ValueError(f"u must have shape (m^2,) or (P, m^2) with m^2 = {Y.shape[1]}; "
+                         f"got {u.shape}")
+    return u @ Y.T
+
+
 def q_diagonal(Y: np.ndarray, u: np.ndarray, lam: float) -> np.ndarray:
     """Diagonal of ``Q^S`` (eqs. 9, 23) for filter(s) ``u``; shape as :func:`st_pattern`."""
-    a = np.asarray(u, dtype=np.float64) @ np.asarray(Y, dtype=np.float64).T
+    a = _responses(Y, u, lam)
     active = np.abs(a) > lam
     q = np.zeros(a.shape, dtype=np.float64)
     q[active] = 1.0 - lam / np.abs(a[active])
@@ -94,9 +109,10 @@ def sample_patterns(
         raise ValueError(f"n_samples must be an integer >= 1; got {n_samples!r}")
     if not (math.isfinite(u_scale) and u_scale > 0):
         raise ValueError(f"u_scale must be a finite number > 0; got {u_scale!r}")
-    if not (math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lam must be a finite number >= 0; got {lam!r}")
+    _check_lam(lam)
     Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim != 2 or not np.all(np.isfinite(Y)):
+        raise ValueError(f"Y must be a finite array of shape (I, m^2); got shape {Y.shape}")
     rng = np.random.default_rng(seed)
     U = u_scale * rng.standard_normal((n_samples, Y.shape[1]))
     S = st_pattern(Y, U, lam)

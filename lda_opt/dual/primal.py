@@ -43,7 +43,11 @@ INITS = ("kaiming_uniform", "normal_0.001", "normal_0.005")
 
 
 def soft_threshold(a, lam: float):
-    """ST of eq. (4): ``tau(a)_lambda = sign(a) * max(|a| - lambda, 0)`` (numpy or torch)."""
+    """ST of eq. (4): ``tau(a)_lambda = sign(a) * max(|a| - lambda, 0)`` (numpy or torch).
+
+    ``lam`` must be a finite number >= 0 (eq. 4 is not a soft threshold for ``lam < 0``).
+    """
+    _check_lam(lam)
     if isinstance(a, torch.Tensor):
         return torch.sign(a) * torch.clamp(a.abs() - lam, min=0.0)
     a = np.asarray(a, dtype=np.float64)
@@ -56,11 +60,38 @@ def primal_output(Y: np.ndarray, U: np.ndarray, v: np.ndarray, lam: float) -> np
     return soft_threshold(Y @ U, lam) @ v
 
 
+def _check_lam(lam) -> None:
+    if not (isinstance(lam, (int, float, np.floating, np.integer)) and math.isfinite(lam)
+            and lam >= 0):
+        raise ValueError(f"lam must be a finite number >= 0; got {lam!r}")
+
+
+def _check_beta(beta) -> None:
+    if not (isinstance(beta, (int, float, np.floating, np.integer)) and math.isfinite(beta)
+            and beta > 0):
+        raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
+
+
+def _check_data(Y, x) -> tuple[np.ndarray, np.ndarray]:
+    """``Y (I, m^2)`` and ``x (I,)``, finite, float64."""
+    Y = np.asarray(Y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if Y.ndim != 2 or Y.shape[0] < 1 or Y.shape[1] < 1:
+        raise ValueError(f"Y must have shape (I, m^2) with I, m^2 >= 1; got {Y.shape}")
+    if x.shape != (Y.shape[0],):
+        raise ValueError(f"x must have shape (I,) = ({Y.shape[0]},); got {x.shape}")
+    for name, arr in (("Y", Y), ("x", x)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or Inf")
+    return Y, x
+
+
 def primal_objective(
     Y: np.ndarray, x: np.ndarray, U: np.ndarray, v: np.ndarray, lam: float, beta: float
 ) -> float:
     """Exact primal objective (21) in float64 (the true ST nonlinearity, no 1/2)."""
-    x = np.asarray(x, dtype=np.float64)
+    _check_beta(beta)
+    Y, x = _check_data(Y, x)
     r = primal_output(Y, U, v, lam) - x
     U = np.asarray(U, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
@@ -75,6 +106,9 @@ def _check_weights(Y, U, v):
         raise ValueError(f"U must have shape (m^2, K) = ({Y.shape[1]}, K); got {U.shape}")
     if v.shape != (U.shape[1],):
         raise ValueError(f"v must have shape (K,) = ({U.shape[1]},); got {v.shape}")
+    for name, arr in (("Y", Y), ("U", U), ("v", v)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or Inf")
     return Y, U, v
 
 
@@ -99,10 +133,8 @@ class PrimalConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.n_filters, int) and self.n_filters >= 1):
             raise ValueError(f"n_filters must be an integer >= 1; got {self.n_filters!r}")
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}")
-        if not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be a finite number > 0; got {self.beta!r}")
+        _check_lam(self.lam)
+        _check_beta(self.beta)
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
             raise ValueError(f"epochs must be an integer >= 1; got {self.epochs!r}")
         for name in ("lr_sgd", "lr_asgd", "lr_adam"):
@@ -184,11 +216,10 @@ def train_primal(
     """Train the primal ST-CNN (21) with ``optimizer`` from ``init``; float64 throughout."""
     _check_name("optimizer", optimizer, OPTIMIZERS)
     _check_name("init", init, INITS)
-    Yt = torch.as_tensor(np.asarray(Y, dtype=np.float64))
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    Y, x = _check_data(Y, x)
+    Yt = torch.as_tensor(Y)
+    xt = torch.as_tensor(x)
     n_rows, m2 = Yt.shape
-    if xt.shape != (n_rows,):
-        raise ValueError(f"x must have shape (I,) = ({n_rows},); got {tuple(xt.shape)}")
     U0, v0 = init_weights(init, m2, config.n_filters, seed)
     U = U0.clone().requires_grad_(True)
     v = v0.clone().requires_grad_(True)

@@ -58,11 +58,115 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     assert "out" in capsys.readouterr().err
 
 
+# --quick with one seed, 200 epochs, a one-point sweep and 1000 ADMM iterations keeps the
+# suite within its time budget on a shared 2-core machine; `lda-opt duality --quick` itself
+# is timed in the closing note.
+QUICK = ["--quick", "--seeds", "0", "--epochs", "200", "--u-scale-sweep", "3",
+         "--dual-iters", "1000"]
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dual_quick")
-    assert main(["duality", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert main(["duality", *QUICK, "--quiet", "--out", str(out)]) == 0
     return out, json.loads((out / "duality.json").read_text())
+
+
+def test_quick_json_and_npz_have_the_issue_keys(quick_run):
+    out, res = quick_run
+    for key in ("primal_best", "dual", "primal_at_reconstruction", "gap", "runs", "denoising"):
+        assert key in res, key
+    for run in res["runs"]:
+        assert {"optimizer", "init", "seed", "best", "final"} <= set(run)
+    for net in ("primal", "dual"):
+        for split in ("train", "test"):
+            assert set(res["denoising"][net][split]) == {"psnr", "rlne"}
+    with np.load(out / "duality.npz") as z:
+        for name in ("Y", "x", "lam", "beta", "U_primal", "v_primal", "U_rec", "v_rec"):
+            assert name in z.files, name
+        assert z["lam"].shape == () and z["beta"].shape == ()
+
+
+def _numpy_objectives(path):
+    """Every reported objective from duality.npz with numpy only (no lda_opt code)."""
+    with np.load(path) as z:
+        Y, x, lam, beta = z["Y"], z["x"], float(z["lam"]), float(z["beta"])
+
+        def st(a):
+            return np.where(a > lam, a - lam, np.where(a < -lam, a + lam, 0.0))
+
+        def primal(U, v):
+            r = st(Y @ U) @ v - x
+            return float(r @ r + beta * (np.sum(U * U) + np.sum(v * v)))
+
+        def dual(Q, W, Wp):
+            r = np.einsum("pi,ia,pa->i", Q, Y, Wp - W) - x
+            return float(r @ r + 2 * beta * (np.linalg.norm(W, axis=1).sum()
+                                             + np.linalg.norm(Wp, axis=1).sum()))
+
+        def q_of(u_bar):
+            a = u_bar @ Y.T
+            return np.where(np.abs(a) > lam, 1 - lam / np.maximum(np.abs(a), lam), 0.0)
+
+        got = {
+            "primal_best": primal(z["U_primal"], z["v_primal"]),
+            "primal_at_reconstruction": primal(z["U_rec"], z["v_rec"]),
+            "dual": dual(z["Q"], z["W"], z["Wp"]),
+            "dual_Q_from_u_bar": dual(q_of(z["u_bar"]), z["W"], z["Wp"]),
+            "runs": [primal(U, v) for U, v in zip(z["U_runs"], z["v_runs"])],
+            "point": dual(q_of(z["point_u_bar"]), z["point_W"], z["point_Wp"]),
+            "aug": dual(q_of(z["aug_u_bar"]), z["aug_W"], z["aug_Wp"]),
+            "sweep": {k: dual(q_of(z[f"sweep{k}_u_bar"]), z[f"sweep{k}_W"], z[f"sweep{k}_Wp"])
+                      for k in range(1)},
+        }
+    return got
+
+
+def test_quick_objectives_recompute_with_plain_numpy(quick_run):
+    out, res = quick_run
+    got = _numpy_objectives(out / "duality.npz")
+    rel = 1e-12  # float64 round-off of sums of ~10^3 terms
+    for key in ("primal_best", "primal_at_reconstruction", "dual"):
+        assert got[key] == pytest.approx(res[key], rel=rel), key
+    assert got["dual_Q_from_u_bar"] == pytest.approx(res["dual"], rel=rel)
+    np.testing.assert_allclose(got["runs"], [r["best"] for r in res["runs"]], rtol=rel)
+    hon = res["honesty"]
+    assert got["point"] == pytest.approx(
+        hon["primal_point_in_dual"]["dual_objective_at_primal_point"], rel=rel)
+    assert got["aug"] == pytest.approx(hon["dual_with_primal_filters"]["objective"], rel=rel)
+    swept = sorted(got["sweep"].values())
+    others = sorted(e["objective"] for e in hon["u_scale_sweep"]
+                    if e["u_scale"] != res["config"]["u_scale"])
+    np.testing.assert_allclose(swept, others, rtol=rel)
+
+
+def test_quick_honesty_relations_that_hold_by_construction(quick_run):
+    _, res = quick_run
+    hon = res["honesty"]
+    pt = hon["primal_point_in_dual"]
+    # (22) at the primal point = p - beta sum (||u_k|| - |v_k|)^2 - regulariser of dead filters
+    assert pt["dual_objective_at_primal_point"] == pytest.approx(
+        res["primal_best"] - pt["balance_slack"] - pt["dead_filter_regulariser"], rel=1e-12)
+    assert pt["dual_objective_at_primal_point"] <= res["primal_best"]
+    # optimum over a set containing the primal filters: below the feasible primal point, up to
+    # the torch solver's accuracy (1000 ADMM iterations: < 2e-4 relative to CVXPY, below)
+    assert abs(res["dual_solvers"]["torch_minus_cvxpy_relative"]) < 2e-4
+    aug = hon["dual_with_primal_filters"]
+    assert aug["objective"] <= pt["dual_objective_at_primal_point"] * (1 + 1e-3)
+    # the sweep contains the main solve at the configured u_scale
+    main = [e for e in hon["u_scale_sweep"] if e["u_scale"] == res["config"]["u_scale"]]
+    assert len(main) == 1 and main[0]["objective"] == res["dual"]
+    # Theorem 2's rescaling changes the data term (lam > 0)
+    resc = hon["rescaling"]
+    assert resc["data_term_eps_0.5"] != resc["data_term_eps_1"] != resc["data_term_eps_2"]
+    # the reconstructed network and the dual network differ by the split data terms
+    split = hon["reconstruction_split"]
+    rr = res["reconstruction"]
+    assert res["primal_at_reconstruction"] == pytest.approx(
+        split["data_term_reconstructed"] + rr["regulariser_primal"], rel=1e-12)
+    assert res["dual"] == pytest.approx(split["data_term_dual"] + rr["regulariser_dual"],
+                                        rel=1e-12)
+    assert len(hon["explanation"]) == 4
 
 
 def test_quick_writes_every_file(quick_run):
@@ -76,8 +180,8 @@ def test_quick_writes_every_file(quick_run):
         assert (m2, K) == (9, 8) and z["v_primal"].shape == (8,)
         assert z["U_rec"].shape == (9, z["v_rec"].shape[0])
         assert z["Y"].shape == (4 * 64, 9) and z["x"].shape == (4 * 64,)
-    # 3 optimizers x 3 initialisations x 2 seeds
-    assert len(res["runs"]) == 18
+    # 3 optimizers x 3 initialisations x 1 seed
+    assert len(res["runs"]) == 9
 
 
 def test_quick_objectives_recompute_from_npz(quick_run):
