@@ -755,6 +755,26 @@ class _Sample:
             nxt = self.final
         if nxt is not None:
             if reduced:
+                # the sandwich at the new level, and the monotone quantity across the reduction
+                ck.leq(
+                    "smoothing-sandwich",
+                    "phi_{eps_{k+1}}(x_{k+1}) <= phi(x_{k+1})",
+                    self.eq_gap,
+                    k,
+                    b,
+                    nxt,
+                    phi,
+                )
+                ck.leq(
+                    "smoothing-sandwich",
+                    "phi(x_{k+1}) <= phi_{eps_{k+1}}(x_{k+1}) + gap(eps_{k+1})",
+                    self.eq_gap,
+                    k,
+                    b,
+                    phi,
+                    nxt + self.gap(en),
+                    max(abs(phi), abs(nxt) + self.gap(en)),
+                )
                 ck.leq(
                     "monotone-quantity",
                     "phi_{eps_{k+1}}(x_{k+1}) + gap(eps_{k+1}) <= phi_{eps_k}(x_{k+1}) + gap(eps_k)",

@@ -1,0 +1,191 @@
+"""``lda-opt check DIR``: verify the convergence-theorem invariants of a ``lda-opt solve`` run.
+
+Reads ``DIR/result.json`` and ``DIR/trace.csv`` (as written by ``lda-opt solve --out DIR``),
+rebuilds the solver from ``result.json["solver"]`` and runs :func:`lda_opt.checks.check_trace`
+with the problem's ``m``, ``weight`` and ``dtype`` and the constants recorded under
+``"constants"``.  Prints one line per violation and a summary; exits 0 when every
+inequality holds and 1 otherwise.  With ``--out OUT`` it also writes ``OUT/check.json``
+(the :class:`~lda_opt.checks.Report`) and ``OUT/check.png`` (the monotone quantity
+``phi_{eps_k}(x_k) + gap(eps_k)`` per iteration, violations marked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ..checks import Report, check_trace
+from ..trace import Trace
+
+__all__ = ["add_arguments", "load_run", "run"]
+
+_REQUIRED = ("solver", "problem", "reason")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the arguments of ``lda-opt check``."""
+    parser.add_argument("dir", type=Path, help="directory written by `lda-opt solve --out DIR`")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write check.json and check.png into this directory",
+    )
+    parser.add_argument(
+        "--no-bounds",
+        action="store_true",
+        help="skip the line-search, segment and total bounds (they need L_f, M, L_g)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only the violations (no summary)"
+    )
+
+
+def _need(d: dict, key: str, where: str):
+    if not isinstance(d, dict) or key not in d:
+        raise ValueError(f"{where} has no {key!r} entry")
+    return d[key]
+
+
+def load_run(directory: str | Path) -> dict:
+    """Read ``result.json`` and ``trace.csv`` of ``directory``.
+
+    Returns ``{"trace", "solver", "m", "kappa", "dtype", "reasons", "constants",
+    "final_phi_eps"}``, the arguments of :func:`~lda_opt.checks.check_trace`.  Missing files
+    raise ``FileNotFoundError``; missing or invalid entries raise ``ValueError``.
+    """
+    from ..algorithms import ALGORITHMS
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory")
+    rpath, tpath = directory / "result.json", directory / "trace.csv"
+    for p in (rpath, tpath):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p} does not exist (write it with `lda-opt solve --out {directory}`)"
+            )
+    try:
+        result = json.loads(rpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{rpath} is not valid JSON: {exc}") from None
+    if not isinstance(result, dict):
+        raise TypeError(f"{rpath} must hold a JSON object")
+    for key in _REQUIRED:
+        _need(result, key, str(rpath))
+    solver_d = result["solver"]
+    name = _need(solver_d, "name", f"{rpath} 'solver'")
+    if name not in ALGORITHMS:
+        raise ValueError(f"{rpath}: solver name must be one of {sorted(ALGORITHMS)}; got {name!r}")
+    params = _need(solver_d, "params", f"{rpath} 'solver'")
+    if not isinstance(params, dict):
+        raise TypeError(f"{rpath}: solver params must be a JSON object")
+    solver = ALGORITHMS[name].from_config(params)
+    prob = result["problem"]
+    m = _need(prob, "m", f"{rpath} 'problem'")
+    kappa = _need(prob, "weight", f"{rpath} 'problem'")
+    dtype = prob.get("dtype", "float64") if isinstance(prob, dict) else "float64"
+    smoothing = prob.get("smoothing")
+    if smoothing is not None and smoothing != solver.smoothing.name:
+        raise ValueError(
+            f"{rpath}: problem smoothing {smoothing!r} differs from the solver's "
+            f"{solver.smoothing.name!r}"
+        )
+    reasons = result["reason"]
+    reasons = [reasons] if isinstance(reasons, str) else reasons
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise ValueError(f"{rpath}: 'reason' must be a string or a list of strings")
+    constants = result.get("constants") or {}
+    if not isinstance(constants, dict):
+        raise TypeError(f"{rpath}: 'constants' must be a JSON object")
+    constants = {
+        k: v for k, v in constants.items() if k in ("L_f", "M", "L_g", "phi_star", "certified")
+    }
+    final = result.get("phi_eps_final")
+    if final is not None and not isinstance(final, list):
+        final = [final]
+    # Trace.from_csv builds its tensors with torch's default dtype: make that float64 so the
+    # values (written with repr, i.e. exactly) are read back exactly.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        trace = Trace.from_csv(tpath, batch_size=len(reasons))
+    finally:
+        torch.set_default_dtype(previous)
+    return {
+        "trace": trace,
+        "solver": solver,
+        "m": m,
+        "kappa": kappa,
+        "dtype": dtype,
+        "reasons": reasons,
+        "constants": constants,
+        "final_phi_eps": final,
+    }
+
+
+def _plot(report: Report, loaded: dict, path: Path) -> None:
+    """``phi_{eps_k}(x_k) + gap(eps_k)`` per iteration and sample, violations marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import bounds
+
+    trace, solver, m = loaded["trace"], loaded["solver"], int(loaded["m"])
+    kappa = loaded["kappa"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for b in range(trace.batch_size):
+        rec = trace.sample(b)
+        kap = float(kappa[b] if isinstance(kappa, list) else kappa)
+        q = [
+            float(p) + bounds.smoothing_gap(solver.smoothing.name, m, float(e), kap)
+            for p, e in zip(rec["phi_eps_prev"], rec["eps"])
+        ]
+        ax.plot(range(len(q)), q, label=f"sample {b}")
+        bad = sorted({v.iteration for v in report.violations if v.sample == b})
+        ax.plot(
+            bad, [q[k] for k in bad if k < len(q)], "rx", label=None if not bad else "violation"
+        )
+    ax.set_xlabel("iteration k")
+    ax.set_ylabel("phi_eps_k(x_k) + gap(eps_k)")
+    if all(math.isfinite(v) and v > 0 for line in ax.get_lines() for v in line.get_ydata()):
+        ax.set_yscale("log")
+    ax.set_title(
+        f"{report.solver}: {'OK' if report.ok else f'{len(report.violations)} violation(s)'}"
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the run in ``args.dir``; 0 when clean, 1 after printing each violation."""
+    loaded = load_run(args.dir)
+    report = check_trace(
+        loaded["trace"],
+        loaded["solver"],
+        None if args.no_bounds else loaded["constants"],
+        loaded["m"],
+        loaded["kappa"],
+        reasons=loaded["reasons"],
+        dtype=loaded["dtype"],
+        final_phi_eps=loaded["final_phi_eps"],
+    )
+    for v in report.violations:
+        print(v.line())
+    if not args.quiet:
+        print(
+            "\n".join(report.summary().splitlines()[: 1 + len(report.counts) + len(report.skipped)])
+        )
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report.to_json(args.out / "check.json")
+        _plot(report, loaded, args.out / "check.png")
+    return 0 if report.ok else 1
