@@ -1,0 +1,290 @@
+"""``lda-opt solve``: iterate one imaging instance to the stationarity certificate.
+
+Builds the instance with :func:`lda_opt.instances.make_instance`, runs the chosen algorithm
+with its paper defaults (``--sigma``, ``--eps-tol``, ``--eps0`` and ``--max-iter`` override
+them) and writes into ``--out DIR``:
+
+* ``result.json`` -- the outcome (``algorithm, iterations, converged, reason, eps_final,
+  grad_norm_final, phi_final, psnr, passes {forward, backward}, seconds``), the full
+  configuration (``config``), the solver (``solver {name, params}``, rebuilt by
+  ``ALGORITHMS[name].from_config(params)``), the problem (``problem {kind, shape, dtype,
+  weight, m, smoothing, ...}``) and the theorem constants (``constants {L_f, M, L_g,
+  certified, phi_star}``) that ``lda-opt check DIR`` needs;
+* ``trace.csv`` -- the per-iteration :class:`~lda_opt.trace.Trace`;
+* ``recon.png`` -- ground truth, initial guess, result and error map, PSNR in the titles;
+* ``convergence.png`` -- phi and phi_eps, eps, and ||grad phi_eps|| against the iteration.
+
+For ``--problem cs`` every 33 x 33 block is one sample of the batch (its own eps, steps and
+termination); ``iterations`` is then the largest per-sample count, ``converged`` means every
+block converged, ``phi_final`` is the sum over blocks (the whole image's objective) and
+``eps_final`` / ``grad_norm_final`` are the largest over blocks.  Per-block values are under
+``per_sample``.
+
+``--checkpoint PATH`` uses a learned feature map (a safetensors checkpoint written by
+:func:`lda_opt.nets.save_checkpoint`) as ``q``; its stored ``weight`` and ``eps0`` are used
+unless given on the command line.  ``--checkpoint shipped`` picks the shipped checkpoint that
+matches ``--problem``, ``--ratio`` and ``--mask``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..algorithms import ALGORITHMS
+from ..instances import KINDS, MASKS, REGULARIZERS, make_instance
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--problem", choices=KINDS, default="tv-denoise", help="imaging instance")
+    p.add_argument("--image", default=None,
+                   help="bundled image name, 'shepp-logan', or a PNG/NPY path (default per problem)")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: 128; cs 99)")
+    p.add_argument("--ratio", type=float, default=None, help="sampling ratio for cs/mri (default .25/.2)")
+    p.add_argument("--mask", choices=MASKS, default="radial", help="MRI sampling mask")
+    p.add_argument("--noise", type=float, default=None, help="noise standard deviation (default: tv-denoise 0.1, else 0)")
+    p.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="lda")
+    p.add_argument("--regularizer", choices=REGULARIZERS, default=None,
+                   help="hand-crafted regularizer: tv (isotropic TV) or l1 (default tv)")
+    p.add_argument("--checkpoint", default=None,
+                   help="learned feature map: a .safetensors checkpoint, or 'shipped'")
+    p.add_argument("--weight", type=float, default=None, help="kappa (default per problem or checkpoint)")
+    p.add_argument("--eps0", type=float, default=None, help="initial smoothing level (paper default)")
+    p.add_argument("--eps-tol", type=float, default=None, help="stop once sigma*eps < eps_tol (paper default)")
+    p.add_argument("--sigma", type=float, default=None, help="reduction-test scale (paper default)")
+    p.add_argument("--max-iter", type=int, default=None, help="iteration cap (paper default)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (never falls back)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="real dtype (default float64; float32 with a checkpoint)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise, mask and sensing matrix")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``, refusing a CUDA/MPS device that is not available."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: {name!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but torch.cuda.is_available() is False "
+                             "(no GPU or a CPU-only torch build); refusing to fall back to the CPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be cpu, cuda[:i] or mps; got {name!r}")
+    return dev
+
+
+def _load_checkpoint(args, device, dtype):
+    """(feature map, metadata) of ``--checkpoint``."""
+    from ..nets import load_checkpoint
+
+    path = args.checkpoint
+    if path == "shipped":
+        from ..learning import shipped_checkpoint
+
+        path = shipped_checkpoint(args.problem, args.ratio if args.ratio is not None else
+                                  {"cs": 0.25, "mri": 0.2}.get(args.problem, 0.0),
+                                  args.mask if args.problem == "mri" else None)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ck = load_checkpoint(path, device=device, dtype=dtype)
+    meta = dict(ck.metadata or {})
+    kind = meta.get("problem")
+    if kind is not None and kind != args.problem:
+        raise ValueError(f"checkpoint {path} was trained for --problem {kind}, not {args.problem}")
+    module = ck.module.eval()
+    for prm in module.parameters():
+        prm.requires_grad_(False)
+    return module, meta, str(path)
+
+
+def _constants(problem, x0) -> dict:
+    from ..checks import estimate_constants
+
+    c = estimate_constants(problem, x0)
+    return {"L_f": c["L_f"], "M": c["M"], "L_g": c["L_g"], "certified": c["certified"],
+            "phi_star": 0.0}, c["m"]
+
+
+def run(args: argparse.Namespace) -> int:
+    # -- validate everything before any work ----------------------------------------------
+    device = resolve_device(args.device)
+    if args.checkpoint is not None and args.regularizer is not None:
+        raise ValueError("give either --regularizer or --checkpoint, not both")
+    dtype = DTYPES[args.dtype or ("float32" if args.checkpoint else "float64")]
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a directory; {str(out)!r} is a file")
+    overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
+                                   ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}
+    features, ck_meta, ck_path = None, {}, None
+    if args.checkpoint is not None:
+        features, ck_meta, ck_path = _load_checkpoint(args, device, dtype)
+        if "eps0" in ck_meta and "eps0" not in overrides:
+            overrides["eps0"] = float(ck_meta["eps0"])
+    weight = args.weight if args.weight is not None else ck_meta.get("weight")
+    sensing_seed = ck_meta.get("sensing_seed", ck_meta.get("seed")) if ck_meta else None
+    cls = ALGORITHMS[args.algorithm]
+    solver = cls(**overrides)  # validates the hyper-parameters (ValueError names them)
+    inst = make_instance(args.problem, image=args.image, size=args.size, ratio=args.ratio,
+                         mask=args.mask, noise=args.noise, regularizer=args.regularizer or "tv",
+                         weight=weight, features=features, seed=args.seed, dtype=dtype,
+                         device=device, sensing_seed=sensing_seed)
+    problem, x0 = inst.problem, inst.x0
+    problem.check_input(x0)
+    constants, m = _constants(problem, x0)
+
+    # -- solve --------------------------------------------------------------------------------
+    progress = not args.quiet and sys.stderr.isatty()
+    t0 = time.perf_counter()
+    res = solver.run(problem, x0, progress=progress)
+    wall = time.perf_counter() - t0
+
+    # -- report -------------------------------------------------------------------------------
+    from ..metrics import psnr
+
+    truth = inst.truth
+    recon = inst.to_image(res.x)
+    init = inst.to_image(x0)
+    mag = (lambda t: t.abs()) if truth.is_complex() else (lambda t: t)
+    psnr_x = float(psnr(mag(recon), mag(truth), data_range=1.0))
+    psnr_0 = float(psnr(mag(init), mag(truth), data_range=1.0))
+    s = res.summary()
+    result = {
+        "algorithm": args.algorithm,
+        "iterations": int(res.iterations.max()),
+        "converged": bool(res.converged.all()),
+        "reason": _overall_reason(res.reason),
+        "eps_final": float(res.eps.max()),
+        "grad_norm_final": float(res.grad_norm.max()),
+        "phi_final": float(res.phi.sum()),
+        "phi_eps_final": float(res.phi_eps.sum()),
+        "psnr": psnr_x,
+        "psnr_x0": psnr_0,
+        "passes": {"forward": int(res.forward.sum()), "backward": int(res.backward.sum())},
+        "seconds": res.seconds,
+        "wall_seconds": wall,
+        "batch_size": int(x0.shape[0]),
+        "per_sample": s,
+        "config": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        "solver": {"name": args.algorithm, "params": solver.config()},
+        "problem": {**inst.meta, "shape": list(x0.shape), "dtype": str(dtype).replace("torch.", ""),
+                    "complex": bool(x0.is_complex()), "weight": float(problem.weight), "m": int(m),
+                    "smoothing": solver.smoothing.name, "checkpoint": ck_path,
+                    "checkpoint_metadata": ck_meta or None, "device": str(device)},
+        "constants": constants,
+        "torch": torch.__version__,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _check_finite_json(result)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    res.trace.to_csv(out / "trace.csv")
+    _plot_recon(out / "recon.png", mag(truth), mag(init), mag(recon), psnr_0, psnr_x, args)
+    _plot_convergence(out / "convergence.png", res.trace, args.algorithm)
+    if not args.quiet:
+        print(f"{args.algorithm} on {args.problem}: {result['reason']} after {result['iterations']} "
+              f"iterations, eps {result['eps_final']:.3g}, ||grad phi_eps|| {result['grad_norm_final']:.3g}, "
+              f"phi {result['phi_final']:.6g}, PSNR {psnr_0:.2f} -> {psnr_x:.2f} dB, "
+              f"{res.seconds:.1f} s")
+        print(f"wrote {out / 'result.json'}, {out / 'trace.csv'}, {out / 'recon.png'}, "
+              f"{out / 'convergence.png'}")
+    return 0
+
+
+def _overall_reason(reasons: list[str]) -> str:
+    """One reason for the batch: the first non-converged reason, else ``converged``."""
+    for r in reasons:
+        if r != "converged":
+            return r
+    return "converged"
+
+
+def _check_finite_json(obj, where="result") -> None:
+    """Refuse to write NaN/Inf where a number is expected (except PSNR of an exact match)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k not in ("psnr", "psnr_x0", "per_sample"):
+                _check_finite_json(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_finite_json(v, f"{where}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"{where} is not finite ({obj}); the run produced a non-finite value")
+
+
+def _plot_recon(path, truth, init, recon, psnr_0, psnr_x, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imgs = [truth, init, recon, (recon - truth).abs()]
+    titles = ["ground truth", f"initial guess ({psnr_0:.2f} dB)",
+              f"{args.algorithm} ({psnr_x:.2f} dB)", "|error|"]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    for ax, im, title in zip(axes, imgs, titles):
+        a = im[0, 0].detach().cpu().double().numpy()
+        kw = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if title != "|error|" else {"cmap": "inferno"}
+        h = ax.imshow(a, **kw)
+        ax.set_title(title)
+        ax.axis("off")
+        if title == "|error|":
+            fig.colorbar(h, ax=ax, fraction=0.046)
+    fig.suptitle(f"{args.problem}: {args.algorithm}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_convergence(path, trace, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = trace.as_dict()
+    K, B = d["phi"].shape
+    k = torch.arange(1, K + 1).numpy()
+    # the whole-batch objective: a stopped sample keeps its last value
+    phi = _carry(d["phi"], d["active"]).sum(1).numpy()
+    phi_eps = _carry(d["phi_eps"], d["active"]).sum(1).numpy()
+    eps = torch.where(d["active"], d["eps"], torch.full_like(d["eps"], -math.inf)).amax(1).numpy()
+    gn = torch.where(d["active"], d["grad_norm"], torch.full_like(d["eps"], -math.inf)).amax(1).numpy()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    axes[0].plot(k, phi, label="phi")
+    axes[0].plot(k, phi_eps, "--", label="phi_eps")
+    axes[0].set_ylabel("objective" + (" (sum over samples)" if B > 1 else ""))
+    axes[0].legend()
+    axes[1].semilogy(k, eps)
+    axes[1].set_ylabel("eps" + (" (max over samples)" if B > 1 else ""))
+    axes[2].semilogy(k, gn)
+    axes[2].set_ylabel("||grad phi_eps||" + (" (max)" if B > 1 else ""))
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"{name}: convergence")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _carry(v: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Carry each column's last active value forward over its inactive rows."""
+    out = v.clone()
+    for r in range(1, v.shape[0]):
+        out[r] = torch.where(active[r], v[r], out[r - 1])
+    return out

@@ -1,0 +1,180 @@
+"""Ready-made imaging instances: TV denoising, block compressed sensing and MRI.
+
+:func:`make_instance` builds, from the offline data of :mod:`lda_opt.data`, everything a run
+needs: the :class:`~lda_opt.Problem`, the initial guess ``x0`` (the paper's), the ground
+truth, and the functions that turn a batch of solutions back into an image.  The CLI
+(``lda-opt solve``), the benchmarks and the training scripts all build their problems here.
+
+=============  ======================================================================  =========================
+kind           forward model and data                                                  x0
+=============  ======================================================================  =========================
+``tv-denoise`` ``A = I``; ``y = x + noise * n``, n standard Gaussian                   ``y``
+``cs``         33 x 33 block CS (LDA Sec. 4.2.1): every block is one sample of the     ``Q b`` (LDA Sec. 4.2.1)
+               batch, ``b = Phi vec(block) + noise * n``, Phi Gaussian with
+               orthonormal rows at ``ratio``; the image is zero-padded to whole
+               blocks and cropped back
+``mri``        ``A = P F`` (orthonormal FFT, :class:`~lda_opt.operators.MRI`),         ``A^H y`` (zero filling)
+               radial or Cartesian mask at ``ratio``; ``y = A x + noise * P F n``,
+               n standard complex Gaussian (``E|n_i|^2 = 1``)
+=============  ======================================================================  =========================
+
+Every random draw (noise, mask, sensing matrix) comes from ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import features as F
+from .operators import MRI, Identity, Matrix
+from .problem import LeastSquares, Problem
+
+__all__ = ["KINDS", "MASKS", "REGULARIZERS", "Instance", "make_instance", "default_weight",
+           "load_truth"]
+
+KINDS = ("tv-denoise", "cs", "mri")
+MASKS = ("radial", "cartesian")
+REGULARIZERS = ("tv", "l1")
+
+#: kappa for the hand-crafted regularizers, chosen on a training image (see
+#: ``lda_opt.commands.solve`` docs); a learned checkpoint brings its own weight.
+_DEFAULT_WEIGHT = {"tv-denoise": 0.08, "cs": 0.02, "mri": 0.003}
+_DEFAULT_SIZE = {"tv-denoise": 128, "cs": 99, "mri": 128}
+_DEFAULT_IMAGE = {"tv-denoise": "camera", "cs": "camera", "mri": "shepp-logan"}
+_DEFAULT_NOISE = {"tv-denoise": 0.1, "cs": 0.0, "mri": 0.0}
+_DEFAULT_RATIO = {"cs": 0.25, "mri": 0.2}
+
+
+def default_weight(kind: str, regularizer: str = "tv") -> float:
+    """The default kappa of a hand-crafted regularizer on instance ``kind``."""
+    _check_choice("kind", kind, KINDS)
+    _check_choice("regularizer", regularizer, REGULARIZERS)
+    return _DEFAULT_WEIGHT[kind]
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass
+class Instance:
+    """One imaging instance.
+
+    ``truth`` is the ground-truth image (1, 1, H, W); ``to_image(x)`` maps a solution batch
+    (shaped like ``x0``) to an image shaped like ``truth``.  ``meta`` holds what produced it
+    (JSON-able).
+    """
+
+    kind: str
+    problem: Problem
+    x0: torch.Tensor
+    truth: torch.Tensor
+    to_image: Callable[[torch.Tensor], torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+
+def load_truth(kind: str, image: str | None, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """The ground truth (1, 1, size, size): ``image`` is a bundled name, a PNG/NPY path, or
+    ``"shepp-logan"``; real ``dtype`` (the MRI instance makes it complex)."""
+    from .data import load_image, shepp_logan
+
+    name = _DEFAULT_IMAGE[kind] if image is None else image
+    if name == "shepp-logan":
+        return shepp_logan(size, dtype=dtype)
+    return load_image(name, size=size, dtype=dtype)
+
+
+def _features(regularizer: str) -> nn.Module:
+    return F.FiniteDifference() if regularizer == "tv" else F.Identity()
+
+
+def make_instance(kind: str, *, image: str | None = None, size: int | None = None,
+                  ratio: float | None = None, mask: str = "radial", noise: float | None = None,
+                  regularizer: str = "tv", weight: float | None = None,
+                  features: nn.Module | None = None, seed: int = 0,
+                  dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+                  sensing_seed: int | None = None) -> Instance:
+    """Build the instance ``kind`` (see the module docstring).
+
+    ``features`` (a learned feature map) replaces ``regularizer``; ``weight`` defaults to
+    :func:`default_weight`; ``size``, ``image``, ``noise`` and ``ratio`` default per kind
+    (128 / camera / 0.1 for TV denoising; 99 / camera / 0 / 0.25 for CS; 128 / Shepp-Logan /
+    0 / 0.2 for MRI).  ``dtype`` is the real dtype (MRI runs in the matching complex dtype).
+    ``sensing_seed`` (default ``seed``) draws the CS matrix or the MRI mask.
+    """
+    _check_choice("problem", kind, KINDS)
+    _check_choice("mask", mask, MASKS)
+    _check_choice("regularizer", regularizer, REGULARIZERS)
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be float32 or float64; got {dtype}")
+    size = _DEFAULT_SIZE[kind] if size is None else size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 4:
+        raise ValueError(f"size must be an integer >= 4; got {size!r}")
+    noise = _DEFAULT_NOISE[kind] if noise is None else float(noise)
+    if not noise >= 0 or noise != noise or noise == float("inf"):
+        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    if kind != "tv-denoise":
+        ratio = _DEFAULT_RATIO[kind] if ratio is None else float(ratio)
+        if not 0 < ratio <= 1:
+            raise ValueError(f"ratio must be in (0, 1]; got {ratio!r}")
+    elif ratio is not None:
+        raise ValueError("ratio applies to --problem cs and mri only")
+    if weight is None:
+        weight = _DEFAULT_WEIGHT[kind]
+    if not (isinstance(weight, (int, float)) and 0 < weight < float("inf")):
+        raise ValueError(f"weight must be a finite number > 0; got {weight!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    sensing_seed = seed if sensing_seed is None else sensing_seed
+    device = torch.device(device)
+    q = _features(regularizer) if features is None else features
+    gen = torch.Generator().manual_seed(seed)
+    truth = load_truth(kind, image, size, torch.float64)
+    meta = {"kind": kind, "image": image or _DEFAULT_IMAGE[kind], "size": size, "noise": noise,
+            "ratio": ratio, "mask": mask if kind == "mri" else None, "seed": seed,
+            "sensing_seed": sensing_seed if kind != "tv-denoise" else None,
+            "regularizer": regularizer if features is None else "learned", "weight": float(weight)}
+
+    if kind == "tv-denoise":
+        y = truth + noise * torch.randn(truth.shape, generator=gen, dtype=torch.float64)
+        y = y.to(device=device, dtype=dtype)
+        problem = Problem(LeastSquares(Identity(), y), q, weight)
+        return Instance(kind, problem, y.clone(), truth.to(device=device, dtype=dtype),
+                        lambda x: x, meta)
+
+    if kind == "cs":
+        from .data import block_cs as bcs
+
+        Phi = bcs.gaussian_sampling_matrix(ratio, seed=sensing_seed)
+        blocks = bcs.image_to_blocks(truth)
+        b = bcs.measure_blocks(blocks, Phi)
+        b = b + noise * torch.randn(b.shape, generator=gen, dtype=torch.float64)
+        Q = bcs.initializer_matrix(Phi, bcs.training_blocks(n_blocks=max(2 * Phi.shape[0], 1500),
+                                                            size=128, seed=sensing_seed))
+        x0 = bcs.initial_blocks(b, Q)
+        A = Matrix(Phi.to(device=device, dtype=dtype), image_shape=(1, bcs.BLOCK_SIZE, bcs.BLOCK_SIZE))
+        problem = Problem(LeastSquares(A, b.to(device=device, dtype=dtype)), q, weight)
+        meta.update(blocks=int(blocks.shape[0]), measurements=int(Phi.shape[0]))
+        return Instance(kind, problem, x0.to(device=device, dtype=dtype),
+                        truth.to(device=device, dtype=dtype),
+                        lambda x: bcs.blocks_to_image(x, size, size), meta)
+
+    from .data import masks
+
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    P = getattr(masks, mask)((size, size), ratio, seed=sensing_seed, dtype=torch.float64)
+    A = MRI(P)
+    xt = truth.to(torch.complex128)
+    n = torch.complex(torch.randn(truth.shape, generator=gen, dtype=torch.float64),
+                      torch.randn(truth.shape, generator=gen, dtype=torch.float64)) / 2 ** 0.5
+    y = A(xt) + noise * A(n)
+    A = MRI(P.to(device=device, dtype=dtype))
+    y = y.to(device=device, dtype=cdtype)
+    problem = Problem(LeastSquares(A, y), q, weight)
+    meta.update(sampling_ratio=float(P.mean()))
+    return Instance(kind, problem, A.H(y), xt.to(device=device, dtype=cdtype), lambda x: x, meta)
