@@ -23,8 +23,9 @@ Every random draw (noise, mask, sensing matrix) comes from ``seed``.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -33,8 +34,15 @@ from . import features as F
 from .operators import MRI, Identity, Matrix
 from .problem import LeastSquares, Problem
 
-__all__ = ["KINDS", "MASKS", "REGULARIZERS", "Instance", "make_instance", "default_weight",
-           "load_truth"]
+__all__ = [
+    "KINDS",
+    "MASKS",
+    "REGULARIZERS",
+    "Instance",
+    "default_weight",
+    "load_truth",
+    "make_instance",
+]
 
 KINDS = ("tv-denoise", "cs", "mri")
 MASKS = ("radial", "cartesian")
@@ -116,7 +124,7 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     if isinstance(size, bool) or not isinstance(size, int) or size < 4:
         raise ValueError(f"size must be an integer >= 4; got {size!r}")
     noise = _DEFAULT_NOISE[kind] if noise is None else float(noise)
-    if not noise >= 0 or noise != noise or noise == float("inf"):
+    if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
     if kind != "tv-denoise":
         ratio = _DEFAULT_RATIO[kind] if ratio is None else float(ratio)
