@@ -32,6 +32,7 @@ FILES = ("duality.json", "duality.npz", "objective_vs_epoch.png", "objective_by_
         (["--inits", "zeros"], "inits"),
         (["--patterns", "0"], "n_samples"),
         (["--u-scale", "0"], "u_scale"),
+        (["--u-scale-sweep", "1", "-2"], "u_scale_sweep"),
         (["--dual-method", "lbfgs"], "method"),
         (["--dual-iters", "0"], "iters"),
         (["--cvxpy-solver", "mosek"], "cvxpy-solver"),
