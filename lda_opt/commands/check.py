@@ -95,19 +95,30 @@ def load_run(directory: str | Path) -> dict:
             f"{rpath}: problem smoothing {smoothing!r} differs from the solver's "
             f"{solver.smoothing.name!r}"
         )
-    reasons = result["reason"]
+    # per-sample values: "per_sample" (Result.summary()) when present, else the top level
+    per = result.get("per_sample")
+    if per is not None and not isinstance(per, dict):
+        raise TypeError(f"{rpath}: 'per_sample' must be a JSON object")
+    reasons = (per or {}).get("reason", result["reason"])
     reasons = [reasons] if isinstance(reasons, str) else reasons
-    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
-        raise ValueError(f"{rpath}: 'reason' must be a string or a list of strings")
+    if not isinstance(reasons, list) or not reasons or not all(isinstance(r, str) for r in reasons):
+        raise ValueError(f"{rpath}: 'reason' must be a string or a non-empty list of strings")
+    batch = result.get("batch_size", len(reasons))
+    if batch != len(reasons):
+        raise ValueError(f"{rpath}: batch_size {batch} but {len(reasons)} stop reasons")
     constants = result.get("constants") or {}
     if not isinstance(constants, dict):
         raise TypeError(f"{rpath}: 'constants' must be a JSON object")
     constants = {
         k: v for k, v in constants.items() if k in ("L_f", "M", "L_g", "phi_star", "certified")
     }
-    final = result.get("phi_eps_final")
-    if final is not None and not isinstance(final, list):
-        final = [final]
+    final = (per or {}).get(
+        "phi_eps_final", result.get("phi_eps_final") if len(reasons) == 1 else None
+    )
+    if final is not None:
+        final = final if isinstance(final, list) else [final]
+        if len(final) != len(reasons) or not all(isinstance(v, (int, float)) for v in final):
+            raise ValueError(f"{rpath}: 'phi_eps_final' must hold one number per sample")
     # Trace.from_csv builds its tensors with torch's default dtype: make that float64 so the
     # values (written with repr, i.e. exactly) are read back exactly.
     previous = torch.get_default_dtype()

@@ -21,6 +21,7 @@ import lda_opt as lo
 from lda_opt import bounds as B
 from lda_opt import checks
 from lda_opt.cli import main as cli_main
+from lda_opt.commands.check import load_run
 from lda_opt.nets import FeatureCNN
 from lda_opt.trace import ALL_FIELDS, Trace
 
@@ -743,3 +744,42 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 5 and all(e.startswith("lda-opt check: error: ") for e in err)
     assert "sgd" in err[3] and "'problem'" in err[4]
+
+
+def test_end_to_end_solve_then_check(tmp_path, capsys):
+    """`lda-opt solve --out DIR` then `lda-opt check DIR`: a real CLI run checks clean with the
+    constants solve recorded (certified TV constants), and a copy with a planted increase of
+    phi_eps in trace.csv exits 1."""
+    out = tmp_path / "solve"
+    argv = [
+        "solve",
+        "--problem",
+        "tv-denoise",
+        "--size",
+        "12",
+        "--algorithm",
+        "elda",
+        "--max-iter",
+        "15",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert cli_main(argv) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["constants"]["certified"] == {"L_f": True, "M": True, "L_g": True}
+    assert cli_main(["check", str(out)]) == 0
+    assert "elda: OK" in capsys.readouterr().out
+    trace = load_run(out)["trace"]  # read back exactly (float64)
+    d = trace.sample(0)
+    k = next(k for k in range(1, len(d["eps"]) - 1) if not d["eps_next"][k] < d["eps"][k])
+
+    def edit(dd):
+        dd["phi_eps"][k, 0] = dd["phi_eps_prev"][k, 0] + 1.0
+        dd["phi_eps_prev"][k + 1, 0] = dd["phi_eps"][k, 0]
+
+    _rebuild(trace, edit).to_csv(out / "trace.csv")
+    assert cli_main(["check", str(out), "--quiet"]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith(f"sample 0 iteration {k}: descent:") for line in lines)
+    assert all(f"iteration {k}:" in line for line in lines)  # nothing else (exact round trip)
