@@ -57,6 +57,7 @@ from . import bounds
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_WEIGHTS",
     "PROBLEMS",
     "ComplexityConfig",
     "bound_curves",
@@ -81,12 +82,16 @@ def _geom(hi: float, lo: float, n: int) -> tuple[float, ...]:
     return tuple(float(v) for v in np.geomspace(hi, lo, n))
 
 
-# grids of eps_tol per (problem, scale); every grid spans exactly 2 decades
+# eps_tol grids per scale: the first two decades below sigma * eps0 (= 1 for MetaLDA and ELDA,
+# 1.4 for LDA with the papers' eps0 and sigma).  Chosen a priori for feasibility on a CPU (the
+# runs with the smallest eps_tol stay within max_iter), not from the measured exponents.
 _DEFAULT_GRIDS = {
-    "full": {"tv-mri": _geom(3e-1, 3e-3, 9), "cnn-mri": _geom(3e-1, 3e-3, 9)},
-    "quick": {"tv-mri": _geom(3e-1, 3e-3, 7), "cnn-mri": _geom(3e-1, 3e-3, 7)},
-    "tiny": {"tv-mri": _geom(1.0, 1e-2, 6), "cnn-mri": _geom(1.0, 1e-2, 6)},
+    "full": _geom(1.0, 1e-2, 9),
+    "quick": _geom(1.0, 1e-2, 7),
+    "tiny": _geom(1.0, 1e-2, 6),
 }
+#: default weight kappa per problem (TV: 1e-3; the smoothed-ReLU CNN: 1e-2)
+DEFAULT_WEIGHTS = {"tv-mri": 1e-3, "cnn-mri": 1e-2}
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -108,7 +113,8 @@ class ComplexityConfig:
     noise: standard deviation of the complex Gaussian noise added to the sampled k-space
         (real and imaginary parts each ``noise / sqrt(2)``), >= 0.
     noise_seed: seed of that noise.
-    weight: the regularization weight ``kappa > 0``.
+    weight: the regularization weight ``kappa > 0``; None: :data:`DEFAULT_WEIGHTS` of the
+        problem.
     cnn_width, cnn_depth, cnn_delta, cnn_seed: the CNN (``cnn-mri`` only).
     max_iter: iteration cap of the solver (a grid value whose run hits it is censored and
         left out of the fit).
@@ -128,12 +134,12 @@ class ComplexityConfig:
     mask_seed: int = 0
     noise: float = 0.01
     noise_seed: int = 0
-    weight: float = 0.01
+    weight: float | None = None
     cnn_width: int = 8
     cnn_depth: int = 2
     cnn_delta: float = 0.01
     cnn_seed: int = 0
-    max_iter: int = 20_000
+    max_iter: int = 5000
     solver: dict[str, Any] = field(default_factory=dict)
     n_boot: int = 2000
     seed: int = 0
@@ -145,7 +151,9 @@ class ComplexityConfig:
         if self.problem not in PROBLEMS:
             raise ValueError(f"problem must be one of {list(PROBLEMS)}; got {self.problem!r}")
         if not self.eps_tols:
-            object.__setattr__(self, "eps_tols", _DEFAULT_GRIDS["full"][self.problem])
+            object.__setattr__(self, "eps_tols", _DEFAULT_GRIDS["full"])
+        if self.weight is None:
+            object.__setattr__(self, "weight", DEFAULT_WEIGHTS[self.problem])
         object.__setattr__(self, "eps_tols", _check_grid(self.eps_tols))
         _int("size", self.size, 8)
         _real("ratio", self.ratio, 0.0, 1.0, hi_closed=True)
@@ -176,18 +184,15 @@ class ComplexityConfig:
 
     @classmethod
     def preset(cls, scale: str, **changes: Any) -> ComplexityConfig:
-        """``"full"`` (32 x 32, 9 grid values), ``"quick"`` (16 x 16, 7 values, under a
-        minute on a CPU) or ``"tiny"`` (8 x 8, 6 values, ``gamma = 0.5`` so that 2 decades
+        """``"full"`` (32 x 32, 9 grid values 1 ... 1e-2, ``max_iter = 5000``), ``"quick"``
+        (16 x 16, 7 values, ``max_iter = 300``; under a minute on a CPU) or ``"tiny"`` (8 x 8, 6 values, ``gamma = 0.5`` so that 2 decades
         take 7 reductions, ``max_iter = 60``; a few seconds, for the test suite).  ``changes``
         override any field."""
         if scale not in _DEFAULT_GRIDS:
             raise ValueError(f"scale must be one of {sorted(_DEFAULT_GRIDS)}; got {scale!r}")
-        problem = changes.get("problem", "tv-mri")
-        if problem not in PROBLEMS:
-            raise ValueError(f"problem must be one of {list(PROBLEMS)}; got {problem!r}")
-        base: dict[str, Any] = {"eps_tols": _DEFAULT_GRIDS[scale][problem]}
+        base: dict[str, Any] = {"eps_tols": _DEFAULT_GRIDS[scale]}
         if scale == "quick":
-            base.update(size=16, max_iter=3000, n_boot=1000)
+            base.update(size=16, max_iter=300, n_boot=1000)
         elif scale == "tiny":
             base.update(
                 size=8, max_iter=60, n_boot=200, cnn_width=4, cnn_depth=1, solver={"gamma": 0.5}
@@ -510,6 +515,8 @@ def bound_curves(
             bounds.num_reductions(eps0, t, sigma, gamma), C1, C2, gamma
         )
         out["equation"] = "ELDA Thm 4.6 (4.27)-(4.28), explicit C1, C2 (theory/elda.md)"
+        out["label"] = "ELDA (4.28)"
+        out["segment_label"] = "1 + C1 g^(-3l-2) + C2 g^(-2l-2), ELDA (4.27)"
         out["constants"] = {"C1": C1, "C2": C2}
         return out
     if solver.name == "lda":
@@ -521,6 +528,8 @@ def bound_curves(
     else:
         a, rho, L_of = float(solver.a), float(solver.rho), _lipschitz_sqrt
         out["equation"] = "1 + meta-LDA Lemma A3 (corrected) per segment; summed over segments"
+    out["label"] = "sum of 1 + Lemma A3"
+    out["segment_label"] = "1 + meta-LDA Lemma A3 (fixed-eps bound)"
     alpha0 = float(solver.alpha)
     Q = phi_x0 + kappa * m * eps0  # >= phi_{eps_l}(x_{t_l+1}) + kappa m eps_l
 
@@ -730,7 +739,10 @@ def run_complexity(
             "constants": curves["constants"],
             "reference_equation": curves.get("reference_equation"),
             "reference_constants": curves.get("reference_constants"),
+            "label": curves["label"],
+            "segment_label": curves["segment_label"],
         },
+        "bound_curve": _bound_curve(curves, tols),
         "config": config.to_dict(),
         "solver": solver.config(),
         "problem": pinfo,
@@ -758,7 +770,7 @@ def run_complexity(
         if out.exists() and not out.is_dir():
             raise ValueError(f"out must be a directory; {str(out)!r} is a file")
         out.mkdir(parents=True, exist_ok=True)
-        plot_complexity(result, out / "complexity.png", curves=curves)
+        plot_complexity(result, out / "complexity.png")
         result["run"]["seconds"] = time.perf_counter() - t0
         (out / "complexity.json").write_text(json.dumps(result, indent=2))
     return result
@@ -778,13 +790,17 @@ def plot_complexity(
     path: str | Path | None = None,
     *,
     axes=None,
-    curves: dict[str, Callable] | None = None,
     title: str | None = None,
 ):
-    """Two panels: log-log ``N`` against ``1/eps_tol`` (measured points, fitted line, slope-3
-    reference through the first measured point, the certified bound curve on a fine grid and,
-    for LDA, the Thm 3.5 reference), and segment lengths against ``l`` with their bound.
-    ``axes``: two matplotlib axes to draw into (else a new figure, saved to ``path``)."""
+    """Two panels drawn from a ``complexity.json`` dict alone.
+
+    Left: log-log ``N`` against ``1/eps_tol`` -- measured points (open triangles: censored by
+    ``max_iter``), the fitted line with its CI, the slope-3 reference through the point at the
+    largest ``eps_tol``, the certified bound curve (``bound_curve``) and, for LDA, the Thm 3.5
+    reference.  Right: segment lengths ``t_{l+1} - t_l`` against ``l`` (open marker: the
+    unfinished last segment, a lower bound) with the segment bound.  ``axes``: two matplotlib
+    axes to draw into (else a new figure, saved to ``path``).  Returns the axes.
+    """
     import matplotlib
 
     if axes is None:
@@ -807,7 +823,7 @@ def plot_complexity(
             "v",
             color="C0",
             mfc="none",
-            label="censored (max_iter): N > shown",
+            label="censored at max_iter (N > shown)",
         )
     grid = np.geomspace(inv.min(), inv.max(), 60)
     if result["exponent"] is not None:
@@ -818,19 +834,29 @@ def plot_complexity(
             np.exp(a) * grid**b,
             "-",
             color="C0",
-            label=f"fit b = {b:.2f} [{lo:.2f}, {hi:.2f}]",
+            label=f"fit b = {b:.2f}, 95% CI [{lo:.2f}, {hi:.2f}]",
         )
     anchor = int(np.argmin(inv))
     ax.loglog(grid, N[anchor] * (grid / inv[anchor]) ** 3, ":", color="gray", label="slope 3")
-    bps = result["bound_points"]
-    if curves is not None:
-        fine = np.geomspace(inv.min(), inv.max(), 80)
-        tb = np.array([curves["total"](1.0 / v) for v in fine])
-        ax.loglog(fine, tb, "-", color="C3", lw=1, label="certified bound")
-        if "reference_total" in curves:
-            tr = np.array([curves["reference_total"](1.0 / v) for v in fine])
-            ax.loglog(fine, tr, "--", color="C1", lw=1, label="Thm 3.5 (29) reference")
-    ax.loglog(inv, [bp["bound"] for bp in bps], "s", color="C3", ms=3)
+    curve = result["bound_curve"]
+    cinv = 1.0 / np.asarray(curve["eps_tol"])
+    ax.loglog(
+        cinv,
+        curve["bound"],
+        "-",
+        color="C3",
+        lw=1,
+        label=f"certified bound ({result['bound']['label']})",
+    )
+    if curve.get("reference") is not None:
+        ax.loglog(
+            cinv,
+            curve["reference"],
+            "--",
+            color="C1",
+            lw=1,
+            label="Thm 3.5 (29) reference (not a bound here)",
+        )
     ax.set_xlabel("1 / eps_tol")
     ax.set_ylabel("iterations N")
     ax.grid(True, which="major", alpha=0.3)
@@ -839,27 +865,49 @@ def plot_complexity(
     L = np.arange(len(seg["lengths"]))
     if len(L):
         ax2.semilogy(L, seg["lengths"], "o-", ms=3, color="C0", label="t_{l+1} - t_l")
-        ax2.semilogy(L, seg["bound"][: len(L)], "-", color="C3", label="certified segment bound")
-        if "reference" in seg:
-            ax2.semilogy(
-                L,
-                seg["reference"][: len(L)],
-                "--",
-                color="C1",
-                label="1 + c1 g^-2l + c2 g^-3l (Thm 3.5 ref.)",
-            )
+    if seg["unfinished_tail"]:
+        ax2.semilogy(
+            [len(L)],
+            [seg["unfinished_tail"]],
+            "o",
+            mfc="none",
+            color="C0",
+            label="unfinished segment (so far)",
+        )
+    Lb = np.arange(len(seg["bound"]))
+    ax2.semilogy(Lb, seg["bound"], "-", color="C3", label=result["bound"]["segment_label"])
+    if "reference" in seg:
+        ax2.semilogy(
+            Lb,
+            seg["reference"],
+            "--",
+            color="C1",
+            label="1 + c1 g^-2l + c2 g^-3l (Thm 3.5 (27) ref.)",
+        )
     ax2.set_xlabel("segment l")
     ax2.set_ylabel("segment length")
     ax2.grid(True, which="major", alpha=0.3)
     ax2.legend(fontsize=7)
     if title is None:
         c = result["config"]
-        title = f"{c['algorithm']} on {c['problem']} ({c['size']}x{c['size']})"
+        title = (
+            f"{c['algorithm']} on {c['problem']} ({c['size']}x{c['size']}, kappa={c['weight']:g})"
+        )
     ax.set_title(title, fontsize=9)
     ax2.set_title("segment lengths (run at the smallest eps_tol)", fontsize=9)
     if fig is not None:
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.22)
         if path is not None:
             fig.savefig(path, dpi=110)
         plt.close(fig)
     return axes
+
+
+def _bound_curve(curves: dict[str, Any], tols: list[float], n: int = 80) -> dict[str, Any]:
+    """The total bound (and reference) on ``n`` log-spaced ``eps_tol`` over the grid's range."""
+    fine = [float(v) for v in np.geomspace(max(tols), min(tols), n)]
+    out: dict[str, Any] = {"eps_tol": fine, "bound": [curves["total"](t) for t in fine]}
+    out["reference"] = (
+        [curves["reference_total"](t) for t in fine] if "reference_total" in curves else None
+    )
+    return out

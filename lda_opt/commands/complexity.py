@@ -10,7 +10,6 @@ Every option is validated (ValueError naming the parameter) before any iteration
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..complexity import ALGORITHMS, PROBLEMS
@@ -28,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="16x16 image, 7 eps_tol values, max_iter 3000 (under a minute on a CPU)",
+        help="16x16 image, 7 eps_tol values, max_iter 300 (under a minute on a CPU)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     parser.add_argument(
@@ -90,26 +89,29 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(n_threads)
     if not args.quiet:
         b, ci = res["exponent"], res["ci"]
+        used = res["fit"]["n"]
         fit = (
             "not fitted (fewer than 2 converged grid values)"
             if b is None
-            else (f"b = {b:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]")
+            else f"b = {b:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
         )
-        summary = {
-            "algorithm": config.algorithm,
-            "problem": config.problem,
-            "exponent": fit,
-            "points": [(p["eps_tol"], p["iterations"], p["converged"]) for p in res["points"]],
-            "max_ratio_to_bound": max(bp["ratio"] for bp in res["bound_points"]),
-            "seconds": round(res["run"]["seconds"], 2),
-        }
-        print(json.dumps(summary, indent=2))
+        print(
+            f"{config.algorithm} on {config.problem}: N ~ eps_tol^-b, {fit} "
+            f"({used} of {len(res['points'])} grid values converged)"
+        )
+        print(f"  {'eps_tol':>10} {'N':>7} {'reductions':>10} {'N / bound':>10}")
+        for p, bp in zip(res["points"], res["bound_points"]):
+            n = f"{p['iterations']}{'' if p['converged'] else '+'}"
+            print(f"  {p['eps_tol']:10.3e} {n:>7} {p['reductions']:10d} {bp['ratio']:10.2e}")
+        print(
+            f"  {res['run']['seconds']:.1f} s; wrote {args.out}/complexity.json and complexity.png"
+        )
         censored = res["fit"]["censored"]
+        sys.stdout.flush()
         if censored:
             print(
                 f"warning: {len(censored)} eps_tol value(s) hit max_iter and were left out of "
-                f"the fit: {censored}",
+                f"the fit (marked +): {censored}",
                 file=sys.stderr,
             )
-        print(f"wrote {args.out}/complexity.json and complexity.png")
     return 0
