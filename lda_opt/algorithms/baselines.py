@@ -1,8 +1,8 @@
 r"""Baselines of LDA Sec. 4.3.1: GD (the v-step only) and AGD (inertial).
 
 * :class:`GD` -- ``x_{k+1} = x_k - alpha_k grad phi_eps(x_k)`` with LDA's step rule
-  (backtracking ``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2``), i.e. LDA with its u-step
-  turned off; all of LDA's theory applies.
+  (backtracking ``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2``, warm-started as in
+  :class:`~lda_opt.LDA`), i.e. LDA with its u-step turned off; all of LDA's theory applies.
 * :class:`AGD` -- the inertial step ``x_{k+1} = x_k - alpha_k grad phi_eps(x_k) +
   theta (x_k - x_{k-1})``.  The paper writes ``grad f`` in this formula, which would drop the
   regularizer; we use ``grad phi_eps`` (``theory/lda.md``).  The paper's AGD-Net learns
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Backtracking, Counter, Oracle, Point, Solver, State, StepOutput, _check_range, accept, per_sample
-from .lda import lda_v_search
+from .lda import initial_alpha_aux, lda_v_search, warm_start_aux
 
 __all__ = ["GD", "AGD"]
 
@@ -36,6 +36,7 @@ class GD(Solver):
     max_linesearch: int = 60
     alpha: float = 1.0
     linesearch: bool = True
+    warm_start: bool = True
     c: float = 0.35
     shrink: float = 0.5
 
@@ -46,13 +47,20 @@ class GD(Solver):
         _check_range("alpha", self.alpha, 0)
         _check_range("c", self.c, 0)
         _check_range("shrink", self.shrink, 0, 1)
+        for n in ("linesearch", "warm_start"):
+            if not isinstance(getattr(self, n), bool):
+                raise TypeError(f"{n} must be a bool; got {getattr(self, n)!r}")
+
+    def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
+        return initial_alpha_aux(self, point)
 
     def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
         cnt = Counter(state.eps.shape[0], state.eps.device)
         ls = lda_v_search(self, oracle, state, cnt, overrides)
         new, _ = accept(oracle, state.point, state.eps, [(ls.point, ls.accepted)], cnt)
         branch = torch.where(ls.accepted, 1, -1)
-        return StepOutput(new, branch, ls.step.detach(), ls.evaluations, ls.capped, cnt)
+        return StepOutput(new, branch, ls.step.detach(), ls.evaluations, ls.capped, cnt,
+                          warm_start_aux(self, state, ls))
 
 
 @dataclass(kw_only=True)

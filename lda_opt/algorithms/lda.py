@@ -7,9 +7,14 @@ One iteration at smoothing level ``eps_k`` (eqs. 12-15):
     v = z - \alpha_k\nabla r_{\varepsilon_k}(x_k) = x_k - \alpha_k\nabla\phi_{\varepsilon_k}(x_k),
 
 and ``x_{k+1} = u`` if ``phi_eps(u) <= phi_eps(v)``, else ``v`` (15).  The step ``alpha_k`` is
-found by backtracking (Sec. 4.3.3: start at ``alpha``, multiply by ``shrink = 0.5`` until
+found by backtracking (Sec. 4.3.3: multiply by ``shrink = 0.5`` until
 ``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2`` with ``c = 0.35``), which also fixes ``z`` and
-``u``; with ``linesearch=False`` the fixed ``alpha`` must lie in Theorem 3.5's range
+``u``.  Sec. 4.3.3 does not fix the first trial step: with ``warm_start=True`` (default) it is
+``min(alpha, alpha_{k-1} / shrink)`` (one growth step over the last accepted step, as in
+Beck-Teboulle backtracking), with ``warm_start=False`` it is ``alpha`` every iteration.  Either
+way the accepted step satisfies the same decrease rule and is ``>= shrink / (L_eps/2 + c)``, so
+the bounds of ``theory/lda.md`` are unchanged; the warm start only saves trials
+(``theory/lda.md``, "trial step"); with ``linesearch=False`` the fixed ``alpha`` must lie in Theorem 3.5's range
 ``[1/(delta1 L_eps), 1/(delta2 L_eps)]`` (``lda_opt.bounds``).  ``tau`` is arbitrary for the
 theory (Sec. 3.2); the default ``tau=None`` takes ``tau_k = alpha_k`` (the limit
 ``beta_k -> infinity`` of ``tau_k = alpha_k beta_k / (alpha_k + beta_k)``), so that ``u`` uses
@@ -25,7 +30,7 @@ import torch
 
 from .base import Backtracking, Counter, Oracle, Solver, State, StepOutput, _check_range, accept, u_candidate
 
-__all__ = ["LDA", "lda_v_search"]
+__all__ = ["LDA", "lda_v_search", "warm_start_aux"]
 
 
 def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: dict | None):
@@ -38,9 +43,26 @@ def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: 
     if solver.linesearch:
         c = solver.param("c", b, eps, overrides)
         rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2  # noqa: E731
+        if solver.warm_start and "alpha_prev" in state.aux:
+            alpha = torch.minimum(alpha, state.aux["alpha_prev"] / solver.shrink)
         return Backtracking(solver.shrink, solver.max_linesearch).search(oracle, x, eps, everyone, alpha, rule, cnt)
     return Backtracking(solver.shrink, 1).search(
         oracle, x, eps, everyone, alpha, lambda pv, px, d2, e, rows: torch.ones_like(pv, dtype=torch.bool), cnt)
+
+
+def warm_start_aux(solver, state: State, ls) -> dict[str, torch.Tensor]:
+    """The last accepted step (kept where the search failed), for the next warm start."""
+    if not (solver.linesearch and solver.warm_start):
+        return {}
+    return {"alpha_prev": torch.where(ls.accepted, ls.step.detach(), state.aux["alpha_prev"])}
+
+
+def initial_alpha_aux(solver, point) -> dict[str, torch.Tensor]:
+    """``alpha_prev = alpha`` per sample: the first search starts at ``alpha``."""
+    if not (solver.linesearch and solver.warm_start):
+        return {}
+    x = point.x
+    return {"alpha_prev": torch.full((x.shape[0],), float(solver.alpha), dtype=x.real.dtype, device=x.device)}
 
 
 @dataclass(kw_only=True)
@@ -56,6 +78,7 @@ class LDA(Solver):
     alpha: float = 1.0
     tau: float | None = None
     linesearch: bool = True
+    warm_start: bool = True
     c: float = 0.35
     shrink: float = 0.5
 
@@ -68,8 +91,12 @@ class LDA(Solver):
         if self.tau is not None:
             _check_range("tau", self.tau, 0)
         _check_range("shrink", self.shrink, 0, 1)
-        if not isinstance(self.linesearch, bool):
-            raise TypeError(f"linesearch must be a bool; got {self.linesearch!r}")
+        for n in ("linesearch", "warm_start"):
+            if not isinstance(getattr(self, n), bool):
+                raise TypeError(f"{n} must be a bool; got {getattr(self, n)!r}")
+
+    def init_aux(self, point) -> dict[str, torch.Tensor]:
+        return initial_alpha_aux(self, point)
 
     def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
         x, eps = state.point, state.eps
@@ -85,4 +112,5 @@ class LDA(Solver):
             take_u = ls.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
         new, _ = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
         branch = torch.where(take_u, 0, torch.where(ls.accepted, 1, -1))
-        return StepOutput(new, branch, alpha_k.detach(), ls.evaluations, ls.capped, cnt)
+        return StepOutput(new, branch, alpha_k.detach(), ls.evaluations, ls.capped, cnt,
+                          warm_start_aux(self, state, ls))
