@@ -10,7 +10,7 @@ modified ELDA, and checks the convergence theorems on every run.
 
 __version__ = "0.1.0"
 
-from . import features, operators, smoothing  # noqa: E402
+from . import features, metrics, operators, smoothing  # noqa: E402
 from .algorithms import AGD, ALGORITHMS, ELDA, GD, LDA, MetaLDA, Result, Solver  # noqa: E402
 from .problem import LeastSquares, Problem  # noqa: E402
 from .smoothing import Huber, Sqrt  # noqa: E402
@@ -18,7 +18,7 @@ from .trace import Trace  # noqa: E402
 from .checks import Report, Violation, check  # noqa: E402
 
 __all__ = [
-    "operators", "features", "smoothing", "LeastSquares", "Problem", "Huber", "Sqrt",
+    "operators", "features", "smoothing", "metrics", "LeastSquares", "Problem", "Huber", "Sqrt",
     "LDA", "MetaLDA", "ELDA", "GD", "AGD", "ALGORITHMS", "Solver", "Result", "Trace",
     "Report", "Violation", "check",
 ]
