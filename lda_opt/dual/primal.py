@@ -212,15 +212,25 @@ def train_primal(
     optimizer: str,
     init: str,
     seed: int,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PrimalRun:
-    """Train the primal ST-CNN (21) with ``optimizer`` from ``init``; float64 throughout."""
+    """Train the primal ST-CNN (21) with ``optimizer`` from ``init``; float64 throughout.
+
+    ``start = (U0, v0)`` warm-starts from given weights instead (any number of filters,
+    ``U0`` of shape ``(m^2, K')``); ``init`` is then only the label recorded in the run and
+    ``config.n_filters`` is not used.  ``seed`` drives the mini-batch order.
+    """
     _check_name("optimizer", optimizer, OPTIMIZERS)
-    _check_name("init", init, INITS)
     Y, x = _check_data(Y, x)
     Yt = torch.as_tensor(Y)
     xt = torch.as_tensor(x)
     n_rows, m2 = Yt.shape
-    U0, v0 = init_weights(init, m2, config.n_filters, seed)
+    if start is None:
+        _check_name("init", init, INITS)
+        U0, v0 = init_weights(init, m2, config.n_filters, seed)
+    else:
+        Us, vs = _check_weights(Y, *start)[1:]
+        U0, v0 = torch.as_tensor(Us).clone(), torch.as_tensor(vs).clone()
     U = U0.clone().requires_grad_(True)
     v = v0.clone().requires_grad_(True)
     opt = _make_optimizer(optimizer, [U, v], config.lr(optimizer))

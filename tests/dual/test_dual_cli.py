@@ -112,6 +112,7 @@ def _numpy_objectives(path):
         got = {
             "primal_best": primal(z["U_primal"], z["v_primal"]),
             "primal_at_reconstruction": primal(z["U_rec"], z["v_rec"]),
+            "primal_refined": primal(z["U_refined"], z["v_refined"]),
             "dual": dual(z["Q"], z["W"], z["Wp"]),
             "dual_Q_from_u_bar": dual(q_of(z["u_bar"]), z["W"], z["Wp"]),
             "runs": [primal(U, v) for U, v in zip(z["U_runs"], z["v_runs"])],
@@ -130,6 +131,8 @@ def test_quick_objectives_recompute_with_plain_numpy(quick_run):
     for key in ("primal_best", "primal_at_reconstruction", "dual"):
         assert got[key] == pytest.approx(res[key], rel=rel), key
     assert got["dual_Q_from_u_bar"] == pytest.approx(res["dual"], rel=rel)
+    assert got["primal_refined"] == pytest.approx(
+        res["primal_refined_from_reconstruction"]["objective"], rel=rel)
     np.testing.assert_allclose(got["runs"], [r["best"] for r in res["runs"]], rtol=rel)
     hon = res["honesty"]
     assert got["point"] == pytest.approx(
@@ -168,6 +171,15 @@ def test_quick_honesty_relations_that_hold_by_construction(quick_run):
     assert res["dual"] == pytest.approx(split["data_term_dual"] + rr["regulariser_dual"],
                                         rel=1e-12)
     assert len(hon["explanation"]) == 4
+    # K = 2 n_samples + 1 >= k* + 1 (at most 2P non-zero groups): Theorem 1's hypothesis
+    th = res["theorem1_hypothesis"]
+    assert th["K_at_least_k_star_plus_1"] and th["k_star"] <= 2 * res["sizes"]["P"]
+    assert th["k_star"] == res["dual_solvers"]["cvxpy"]["nonzero_groups"]
+    # refining the reconstruction with Adam starts at primal_at_reconstruction, only descends
+    ref = res["primal_refined_from_reconstruction"]
+    assert ref["initial"] == pytest.approx(res["primal_at_reconstruction"], rel=1e-12)
+    assert ref["objective"] <= ref["initial"]
+    assert ref["K"] == res["reconstruction"]["n_neurons"]
 
 
 def test_quick_writes_every_file(quick_run):
@@ -178,7 +190,7 @@ def test_quick_writes_every_file(quick_run):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with np.load(out / "duality.npz") as z:
         m2, K = z["U_primal"].shape
-        assert (m2, K) == (9, 8) and z["v_primal"].shape == (8,)
+        assert (m2, K) == (9, 49) and z["v_primal"].shape == (49,)
         assert z["U_rec"].shape == (9, z["v_rec"].shape[0])
         assert z["Y"].shape == (4 * 64, 9) and z["x"].shape == (4 * 64,)
     # 3 optimizers x 3 initialisations x 1 seed

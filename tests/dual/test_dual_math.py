@@ -453,3 +453,17 @@ def test_bad_input_is_refused_naming_the_parameter(small, call, name):
     Y, x = small
     with pytest.raises(ValueError, match=name):
         call(Y, x)
+
+
+def test_warm_start_records_the_start_value_and_any_width(small):
+    Y, x = small
+    rng = np.random.default_rng(16)
+    U0, v0 = rng.standard_normal((9, 5)) / 3, rng.standard_normal(5)
+    cfg = PrimalConfig(n_filters=2, lam=0.1, beta=0.1, epochs=30)  # n_filters unused here
+    run = train_primal(Y, x, cfg, optimizer="adam", init="reconstruction", seed=0,
+                       start=(U0, v0))
+    assert run.U.shape == (9, 5) and run.init == "reconstruction"
+    assert run.objective[0] == primal_objective(Y, x, U0, v0, 0.1, 0.1)
+    assert run.best <= run.objective[0]
+    with pytest.raises(ValueError, match="v"):
+        train_primal(Y, x, cfg, optimizer="adam", init="x", seed=0, start=(U0, v0[:4]))
