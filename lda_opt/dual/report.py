@@ -290,6 +290,15 @@ def run_duality(config: DualityConfig, out_dir: str | Path, *, progress: bool = 
         "environment": {"python": platform.python_version()},
     }
 
+    if refined is not None:
+        rel = "below" if refined.best < dual_value else "above"
+        honesty["explanation"].append(
+            f"Theorem 1 needs K >= k* + 1 filters (k* = {k_star} non-zero groups here; "
+            f"K = {pc.n_filters}). The reconstruction is a primal point with "
+            f"K = {rec.v.shape[0]}; Adam on (21) started there reaches {refined.best:.6g}, "
+            f"{rel} dual = {dual_value:.6g}, so p*_K <= {refined.best:.6g} for "
+            f"K >= {rec.v.shape[0]}.")
+
     np.savez(
         out / "duality.npz",
         Y=Y, x=x, lam=np.float64(lam), beta=np.float64(beta),

@@ -170,7 +170,7 @@ def test_quick_honesty_relations_that_hold_by_construction(quick_run):
         split["data_term_reconstructed"] + rr["regulariser_primal"], rel=1e-12)
     assert res["dual"] == pytest.approx(split["data_term_dual"] + rr["regulariser_dual"],
                                         rel=1e-12)
-    assert len(hon["explanation"]) == 4
+    assert len(hon["explanation"]) == 5
     # K = 2 n_samples + 1 >= k* + 1 (at most 2P non-zero groups): Theorem 1's hypothesis
     th = res["theorem1_hypothesis"]
     assert th["K_at_least_k_star_plus_1"] and th["k_star"] <= 2 * res["sizes"]["P"]
