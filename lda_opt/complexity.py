@@ -622,6 +622,9 @@ def run_complexity(
         raise TypeError(f"config must be a ComplexityConfig; got {type(config).__name__}")
     from .checks import estimate_constants
 
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a directory; {str(out)!r} is a file")
     t0 = time.perf_counter()
     problem, x0, pinfo = build_problem(config)
     tols = list(config.eps_tols)
@@ -764,16 +767,36 @@ def run_complexity(
             "dtype": dtype,
         },
     }
+    result["check"] = _check_run(main, problem, solver, consts)
     result["run"]["seconds"] = time.perf_counter() - t0
-    if out_dir is not None:
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"out must be a directory; {str(out)!r} is a file")
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         plot_complexity(result, out / "complexity.png")
         result["run"]["seconds"] = time.perf_counter() - t0
         (out / "complexity.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _check_run(res, problem, solver, consts: dict[str, Any]) -> dict[str, Any]:
+    """:func:`lda_opt.check` on the run at the smallest ``eps_tol`` (the invariants of
+    ``lda_opt.checks``: descent, sufficient decrease, sandwich, reduction rule, monotone
+    quantity, line-search / segment / total bounds, certificate), summarized for the JSON.
+    An exception of the checker is recorded (``error``), not hidden."""
+    from .checks import check
+
+    want = ("L_f", "M", "L_g", "m", "certified")
+    try:
+        rep = check(res, problem, solver, constants={k: consts[k] for k in want})
+    except Exception as exc:  # noqa: BLE001 - recorded in the JSON and reported by the CLI
+        return {"ok": None, "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "ok": rep.ok,
+        "checked": int(sum(rep.counts.values())),
+        "counts": dict(rep.counts),
+        "by_check": rep.by_check(),
+        "violations": [v.line() for v in rep.violations[:50]],
+        "skipped": list(rep.skipped),
+    }
 
 
 def _version() -> str:

@@ -158,6 +158,9 @@ def test_measured_iterations_never_exceed_the_bound_on_a_tiny_run(algorithm):
         assert bp["ratio"] == p["iterations"] / bp["bound"]
     assert seg["violations"] == []
     assert all(n <= b for n, b in zip(seg["lengths"], seg["bound"]))
+    # lda_opt.check on the same run: every theorem invariant holds, bounds included
+    assert res["check"]["ok"] is True and res["check"]["violations"] == []
+    assert res["check"]["counts"]["segment-bound"] >= 1
     assert res["constants"]["certified"] == {"L_f": True, "M": True, "L_g": True}
     if algorithm == "lda":  # the Thm 3.5 reference is labelled as such, not as the bound
         assert "reference" in bps[0] and "not a bound" in res["bound"]["reference_equation"]
@@ -176,26 +179,20 @@ def test_tv_mri_bound_uses_certified_tv_constants():
 # ---------------------------------------------------------------------------------------
 # the command line
 # ---------------------------------------------------------------------------------------
-def test_cli_tiny_run_writes_json_schema_and_png(tmp_path):
+def test_cli_tiny_run_writes_json_schema_and_png(tmp_path, capsys):
     """``lda-opt complexity --tiny``: exit 0, complexity.json with exponent, ci, points,
-    bound_points and the configuration; complexity.png is a PNG; thread count restored."""
+    bound_points and the configuration; complexity.png is a PNG; thread count restored; the
+    summary goes to stdout and no progress bar is drawn when stderr is not a terminal."""
     threads = torch.get_num_threads()
     out = tmp_path / "cx"
     rc = main(
-        [
-            "complexity",
-            "--tiny",
-            "--algorithm",
-            "lda",
-            "--problem",
-            "cnn-mri",
-            "--quiet",
-            "--out",
-            str(out),
-        ]
+        ["complexity", "--tiny", "--algorithm", "lda", "--problem", "cnn-mri", "--out", str(out)]
     )
     assert rc == 0
     assert torch.get_num_threads() == threads
+    cap = capsys.readouterr()
+    assert cap.err == ""
+    assert cap.out.startswith("lda on cnn-mri: N ~ eps_tol^-b, b = ")
     res = json.loads((out / "complexity.json").read_text())
     for key in (
         "exponent",
@@ -265,6 +262,11 @@ def test_cli_bad_input_is_a_one_line_error_with_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "eps_tols" in err[0]
     assert not out.exists()
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert main(["complexity", "--tiny", "--quiet", "--out", str(afile)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out must be a directory" in err[0]
 
 
 @pytest.mark.parametrize(
