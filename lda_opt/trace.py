@@ -129,9 +129,9 @@ class Trace:
             rec = {}
             for name in ALL_FIELDS:
                 if name == "branch":
-                    rec[name] = torch.tensor([float(_BRANCH_INV[r[name]]) for r in group])
-                else:
-                    rec[name] = torch.tensor([float(r[name]) for r in group])
+                    rec[name] = torch.tensor([float(_BRANCH_INV[r[name]]) for r in group], dtype=torch.float64)
+                else:  # float64: the CSV holds repr(float), exact in double precision
+                    rec[name] = torch.tensor([float(r[name]) for r in group], dtype=torch.float64)
             trace.append(idx, rec)
         return trace
 
