@@ -1,0 +1,45 @@
+"""``lda-opt train --config FILE``: stair-train an unrolled LDA-Net (LDA Sec. 4.1).
+
+Writes into ``--out DIR`` (default ``train_out/NAME``): ``config.json``, ``log.json`` (one
+record per epoch), ``curves.png``, the inference checkpoint ``model.safetensors`` +
+``model.json`` and the resume state ``state.safetensors`` + ``state.json`` (every epoch).
+``--resume`` continues an interrupted run bit for bit.  See :mod:`lda_opt.learning.train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of ``lda-opt train``."""
+    parser.add_argument("--config", required=True, help="training config (JSON; see lda_opt.learning.config)")
+    parser.add_argument("--out", default=None, help="output directory (default: train_out/NAME)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                        help="stop after this many epochs in total (resume later with --resume)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; returns 0 (bad input raises ValueError/TypeError, reported by the CLI)."""
+    from ..learning.config import load_config
+    from ..learning.train import train
+
+    config = load_config(args.config)
+    out = Path(args.out) if args.out else Path("train_out") / config.name
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a directory; {out} is a file")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be >= 1; got {args.stop_after}")
+    info = train(config, out, resume=args.resume, quiet=args.quiet, stop_after=args.stop_after)
+    if not args.quiet:
+        last = info["epochs"][-1]
+        state = "complete" if info["complete"] else "interrupted (resume with --resume)"
+        print(f"{config.name}: {len(info['epochs'])} epochs, K={last['phases']}, val PSNR {last['val_psnr']:.2f} dB "
+              f"(start {info['val_psnr_x0']:.2f} dB), {info['parameters']} parameters, "
+              f"{info['budget']['seconds']:.0f} s, {state}; outputs in {out}/")
+    return 0

@@ -1,0 +1,271 @@
+"""Typed training configurations (JSON files); unknown keys are rejected.
+
+A config file has four sections and two scalars::
+
+    {"name": "block_cs_25", "seed": 0,
+     "task":  {"kind": "block-cs", "ratio": 0.25, "matrix_seed": 0, ...},
+     "data":  {"train": 1024, "val": 128, ...},
+     "net":   {"algorithm": "lda", "width": 16, "depth": 4, ...},
+     "train": {"phases": 7, "first_phases": 3, "phase_step": 2, "epochs_first": 6, ...}}
+
+Every field has a default (:class:`TaskConfig`, :class:`DataConfig`, :class:`NetConfig`,
+:class:`OptimConfig`); an invalid value raises ``ValueError`` naming the field and its range.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .net import NET_ALGORITHMS
+from .tasks import BlockCSTask, MRITask, normalize_problem_name
+
+__all__ = ["DataConfig", "NetConfig", "OptimConfig", "TaskConfig", "TrainConfig", "load_config"]
+
+
+def _int(name: str, v: Any, lo: int = 0) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
+
+
+def _num(name: str, v: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = True,
+         hi_open: bool = True) -> None:
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be a number in {rng}; got {v!r}")
+
+
+def _from_dict(cls, d: Any, section: str):
+    if not isinstance(d, dict):
+        msg = f"config section {section!r} must be a JSON object; got {type(d).__name__}"
+        raise ValueError(msg)  # noqa: TRY004 - bad file content, not a bad argument
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in config section {section!r}; valid keys: {sorted(known)}")
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+    return cls(**kw)
+
+
+@dataclass(kw_only=True)
+class TaskConfig:
+    """The reconstruction task (see :mod:`lda_opt.learning.tasks`).
+
+    ``kind``: ``"block-cs"`` or ``"mri"``; ``ratio`` in (0, 1).  Block CS: ``matrix_seed``,
+    ``init_blocks``, ``init_size``, ``init_seed`` (the initializer Q).  MRI: ``mask``,
+    ``mask_seed``, ``shape`` (H, W), ``noise``, ``noise_seed``.
+    """
+
+    kind: str = "block-cs"
+    ratio: float = 0.25
+    matrix_seed: int = 0
+    init_blocks: int = 4000
+    init_size: int = 256
+    init_seed: int = 0
+    mask: str = "radial"
+    mask_seed: int = 0
+    shape: tuple[int, int] = (64, 64)
+    noise: float = 0.0
+    noise_seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.kind = normalize_problem_name(self.kind)
+        self.build()  # validates
+
+    def build(self) -> BlockCSTask | MRITask:
+        """The task object."""
+        if self.kind == "block-cs":
+            return BlockCSTask(self.ratio, matrix_seed=self.matrix_seed, init_blocks=self.init_blocks,
+                               init_size=self.init_size, init_seed=self.init_seed)
+        if self.kind == "mri":
+            return MRITask(self.ratio, mask=self.mask, mask_seed=self.mask_seed, shape=tuple(self.shape),
+                           noise=self.noise, noise_seed=self.noise_seed)
+        raise ValueError(f"task.kind must be 'block-cs' or 'mri'; got {self.kind!r}")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Training and validation data (see :mod:`lda_opt.learning.datasets`).
+
+    ``train`` / ``val``: numbers of samples.  ``seed``: the crops / phantoms.  Block CS:
+    random 33 x 33 crops of the training-split images resized to ``size``; the images named in
+    ``val_images`` (a part of the training split) give the validation crops only.  MRI:
+    random-ellipse phantoms of ``task.shape`` with phase up to ``max_phase``, plus
+    ``natural`` natural-image crops (cross-modality, U-LDA Sec. 5.2.3).  ``min_std`` > 0
+    keeps only training crops whose pixel standard deviation is at least ``min_std`` (flat
+    crops teach a regularizer nothing); validation crops are never filtered.
+    """
+
+    train: int = 1024
+    val: int = 128
+    seed: int = 1
+    size: int = 256
+    val_images: tuple[str, ...] = ("rocket", "text")
+    max_phase: float = 0.0
+    natural: int = 0
+    min_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        _num("data.min_std", self.min_std, 0.0, lo_open=False)
+        _int("data.train", self.train, 1)
+        _int("data.val", self.val, 1)
+        _int("data.seed", self.seed, 0)
+        _int("data.size", self.size, 33)
+        _int("data.natural", self.natural, 0)
+        _num("data.max_phase", self.max_phase, 0.0, math.pi, lo_open=False, hi_open=False)
+        from ..data import TRAIN_IMAGES
+
+        if not isinstance(self.val_images, tuple) or not all(isinstance(n, str) for n in self.val_images):
+            raise ValueError(f"data.val_images must be a list of image names; got {self.val_images!r}")
+        bad = [n for n in self.val_images if n not in TRAIN_IMAGES]
+        if bad or len(set(self.val_images)) >= len(TRAIN_IMAGES):
+            raise ValueError(f"data.val_images must be a proper subset of the training split {list(TRAIN_IMAGES)}; "
+                             f"got {list(self.val_images)}")
+
+
+@dataclass(kw_only=True)
+class NetConfig:
+    """The network (:class:`~lda_opt.learning.LDANet` keyword arguments but ``phases``)."""
+
+    algorithm: str = "lda"
+    width: int = 32
+    depth: int = 4
+    kernel_size: int = 3
+    delta: float = 0.01
+    alpha: float = 0.5
+    tau: float = 0.5
+    theta: float = 0.2
+    eps0: float = 1e-3
+    gamma: float = 0.9
+    sigma: float = 1e3
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in NET_ALGORITHMS:
+            raise ValueError(f"net.algorithm must be one of {sorted(NET_ALGORITHMS)}; got {self.algorithm!r}")
+        for n in ("width", "depth", "kernel_size"):
+            _int(f"net.{n}", getattr(self, n), 1)
+        for n in ("delta", "alpha", "tau", "eps0", "sigma", "weight"):
+            _num(f"net.{n}", getattr(self, n), 0.0)
+        _num("net.theta", self.theta, 0.0, 1.0)
+        _num("net.gamma", self.gamma, 0.0, 1.0)
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """Stair training with Adam (LDA Sec. 4.1).
+
+    Stage 1 trains ``first_phases`` phases for ``epochs_first`` epochs; every later stage adds
+    ``phase_step`` phases (warm start) and trains ``epochs_stage`` epochs, until ``phases``.
+    Adam with ``lr``, ``betas`` (paper: 1e-4, (0.9, 0.999)), a fresh optimizer per stage;
+    ``ssim_weight`` > 0 adds the SSIM term of U-LDA eq. (3.2a).  ``dtype``: ``"float32"`` or
+    ``"float64"``; ``threads``: torch CPU threads (results are bit-reproducible for a fixed
+    thread count).
+    """
+
+    phases: int = 7
+    first_phases: int = 3
+    phase_step: int = 2
+    epochs_first: int = 5
+    epochs_stage: int = 2
+    batch_size: int = 32
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    ssim_weight: float = 0.0
+    dtype: str = "float32"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for n, lo in (("phases", 1), ("first_phases", 1), ("phase_step", 1), ("epochs_first", 1),
+                      ("epochs_stage", 0), ("batch_size", 1), ("threads", 1)):
+            _int(f"train.{n}", getattr(self, n), lo)
+        if self.first_phases > self.phases:
+            raise ValueError(f"train.first_phases must be <= train.phases = {self.phases}; got {self.first_phases}")
+        _num("train.lr", self.lr, 0.0)
+        if not (isinstance(self.betas, tuple) and len(self.betas) == 2):
+            raise ValueError(f"train.betas must be a pair of numbers in [0, 1); got {self.betas!r}")
+        for b in self.betas:
+            _num("train.betas", b, 0.0, 1.0, lo_open=False)
+        _num("train.ssim_weight", self.ssim_weight, 0.0, lo_open=False)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"train.dtype must be 'float32' or 'float64'; got {self.dtype!r}")
+
+    def stages(self) -> list[tuple[int, int]]:
+        """``[(K, epochs), ...]``: K = first_phases, first_phases + phase_step, ..., phases."""
+        out = [(self.first_phases, self.epochs_first)]
+        K = self.first_phases
+        while K < self.phases:
+            K = min(K + self.phase_step, self.phases)
+            out.append((K, self.epochs_stage))
+        return [(k, e) for k, e in out if e > 0] or [(self.first_phases, self.epochs_first)]
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """A whole training run."""
+
+    name: str = "lda_net"
+    seed: int = 0
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    train: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"name must be a non-empty string of letters, digits, '-', '_', '.'; got {self.name!r}")
+        _int("seed", self.seed, 0)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TrainConfig:
+        """Build from a dict (as read from JSON); unknown keys raise ValueError."""
+        if not isinstance(d, dict):
+            msg = f"a training config must be a JSON object; got {type(d).__name__}"
+            raise ValueError(msg)  # noqa: TRY004 - bad file content, not a bad argument
+        sections = {"task": TaskConfig, "data": DataConfig, "net": NetConfig, "train": OptimConfig}
+        known = {"name", "seed", *sections}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in the training config; valid keys: {sorted(known)}")
+        kw = {k: _from_dict(c, d[k], k) for k, c in sections.items() if k in d}
+        for k in ("name", "seed"):
+            if k in d:
+                kw[k] = d[k]
+        return cls(**kw)
+
+    def to_dict(self) -> dict:
+        """JSON-able (tuples as lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def with_overrides(self, **sections: dict) -> TrainConfig:
+        """A copy with some fields replaced, e.g. ``with_overrides(train={"epochs_first": 1})``."""
+        d = self.to_dict()
+        for sec, vals in sections.items():
+            if sec in ("name", "seed"):
+                d[sec] = vals
+                continue
+            if sec not in d or not isinstance(vals, dict):
+                raise ValueError(f"unknown config section {sec!r}")
+            d[sec].update(vals)
+        return TrainConfig.from_dict(d)
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a JSON training config."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"config {p} is not valid JSON: {exc}") from exc
+    return TrainConfig.from_dict(d)

@@ -1,0 +1,256 @@
+r"""LDA-Net: ``K`` phases of the solver's own step with learned step sizes (LDA Sec. 4.1).
+
+Phase ``k`` (``k = 0, ..., K-1``) is one call of :meth:`lda_opt.algorithms.Solver.iterate`
+with gradients enabled (``differentiable=True``) and the learned per-phase parameters passed
+as ``overrides``; there is no second copy of the iteration.  For ``algorithm="lda"``
+(LDA Algorithm 1, eqs. 12-15, fixed step: ``linesearch=False``)
+
+.. math::
+    z = x_k - \alpha_k\nabla f(x_k),\quad u = z - \tau_k\nabla r_{\varepsilon_k}(z),\quad
+    v = z - \alpha_k\nabla r_{\varepsilon_k}(x_k),\quad
+    x_{k+1} = u \text{ if } \phi_{\varepsilon_k}(u)\le\phi_{\varepsilon_k}(v) \text{ else } v,
+
+followed by the smoothing update of Algorithm 1 line 7
+(``eps_{k+1} = gamma eps_k`` when ``||grad phi_eps_k(x_{k+1})|| < sigma gamma eps_k``).
+The u/v choice is a hard selection: gradients flow through the branch taken.
+``algorithm="gd"`` is GD-Net (the v-step only) and ``algorithm="agd"`` AGD-Net (the inertial
+step ``x_k - alpha_k grad phi_eps(x_k) + theta_k (x_k - x_{k-1})``), LDA Sec. 4.3.1.
+
+Trainable parameters: the shared :class:`~lda_opt.nets.FeatureCNN` ``q`` (convolutions without
+bias), ``alpha_k`` and ``tau_k`` (lda; ``theta_k`` for agd) for every phase, kept positive by
+a log parametrization (``theta_k in (0, 1)`` by a logistic one), and the starting smoothing
+level ``eps_0`` (log-parametrized).  The weight ``kappa`` is fixed (default 1: LDA's
+``r(x) = ||g(x)||_{2,1}`` has no weight, the scale is learned inside ``g``).  With
+``width=32, depth=4, K=15`` this is ``27,936 + 2 * 15 + 1 = 27,967`` parameters (LDA Table 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..algorithms import ALGORITHMS
+from ..algorithms.base import State
+from ..nets import FeatureCNN, count_parameters
+from ..problem import Problem
+
+__all__ = ["NET_ALGORITHMS", "LDANet"]
+
+#: algorithm name -> the per-phase parameters it learns (besides the CNN and eps0)
+NET_ALGORITHMS: dict[str, tuple[str, ...]] = {"lda": ("alpha", "tau"), "gd": ("alpha",), "agd": ("alpha", "theta")}
+
+#: the smallest eps_tol the phase solver is built with (phases never stop early)
+_TINY_TOL = 1e-30
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive number; got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be in (0, inf); got {value!r}")
+    return v
+
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return value
+
+
+class LDANet(nn.Module):
+    """The unrolled network of LDA Sec. 4.1 (and GD-Net / AGD-Net of Sec. 4.3.1).
+
+    Parameters
+    ----------
+    phases: number of phases ``K >= 1`` (grown by :meth:`grow` during stair training).
+    width, depth, kernel_size, in_channels, complex, delta: the :class:`FeatureCNN` ``q``
+        (``d``, number of convolutions ``l``, 3x3 kernels, ``complex=True`` for MRI).
+    algorithm: ``"lda"``, ``"gd"`` or ``"agd"``.
+    alpha, tau, theta: initial per-phase values (``alpha, tau > 0``, ``0 < theta < 1``).
+    eps0: initial ``eps_0 > 0`` (learned).
+    gamma, sigma: the reduction rule of Algorithm 1 line 7 (fixed, not learned).
+    weight: the fixed ``kappa > 0``.
+    features: an existing feature map to use instead of building a FeatureCNN (its
+        ``config()`` then describes it).
+    """
+
+    def __init__(
+        self,
+        phases: int,
+        width: int = 32,
+        depth: int = 4,
+        algorithm: str = "lda",
+        *,
+        in_channels: int = 1,
+        kernel_size: int = 3,
+        complex: bool = False,
+        delta: float = 0.01,
+        alpha: float = 0.5,
+        tau: float = 0.5,
+        theta: float = 0.2,
+        eps0: float = 1e-3,
+        gamma: float = 0.9,
+        sigma: float = 1e3,
+        weight: float = 1.0,
+        features: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        _check_int("phases", phases)
+        if algorithm not in NET_ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {sorted(NET_ALGORITHMS)}; got {algorithm!r}")
+        self.algorithm = algorithm
+        self.features = features if features is not None else FeatureCNN(
+            in_channels, width, depth, kernel_size, complex, delta)
+        alpha, tau, eps0, weight = (_positive(n, v) for n, v in
+                                    (("alpha", alpha), ("tau", tau), ("eps0", eps0), ("weight", weight)))
+        theta = float(theta)
+        if not (0.0 < theta < 1.0):
+            raise ValueError(f"theta must be in (0, 1); got {theta!r}")
+        _positive("sigma", sigma)
+        if not (0.0 < float(gamma) < 1.0):
+            raise ValueError(f"gamma must be in (0, 1); got {gamma!r}")
+        self.gamma, self.sigma, self.weight = float(gamma), float(sigma), weight
+        init = {"alpha": math.log(alpha), "tau": math.log(tau), "theta": math.log(theta / (1 - theta))}
+        for name in NET_ALGORITHMS[algorithm]:
+            self.register_parameter(f"raw_{name}", nn.Parameter(torch.full((phases,), init[name])))
+        self.raw_eps0 = nn.Parameter(torch.tensor(math.log(eps0)))
+
+    # -- parameters ----------------------------------------------------------------------
+    @property
+    def phases(self) -> int:
+        """The number of phases ``K``."""
+        return int(self.raw_alpha.shape[0])
+
+    def phase_params(self) -> dict[str, torch.Tensor]:
+        """The positive per-phase parameters, each of shape (K,): ``alpha``, ``tau`` / ``theta``."""
+        out = {}
+        for name in NET_ALGORITHMS[self.algorithm]:
+            raw = getattr(self, f"raw_{name}")
+            out[name] = torch.sigmoid(raw) if name == "theta" else raw.exp()
+        return out
+
+    @property
+    def eps0(self) -> torch.Tensor:
+        """The learned starting smoothing level ``eps_0 > 0`` (a 0-dim tensor)."""
+        return self.raw_eps0.exp()
+
+    def num_parameters(self) -> int:
+        """Trainable scalars: the CNN's weights, the per-phase parameters and ``eps_0``."""
+        return count_parameters(self, trainable_only=True)
+
+    def grow(self, phases: int) -> None:
+        """Add phases (stair training, LDA Sec. 4.1): the new phases start from the values of
+        the last trained phase (warm start); the trained ones are kept."""
+        _check_int("phases", phases)
+        K = self.phases
+        if phases < K:
+            raise ValueError(f"phases must be >= the current number of phases {K}; got {phases}")
+        with torch.no_grad():
+            for name in NET_ALGORITHMS[self.algorithm]:
+                raw = getattr(self, f"raw_{name}")
+                new = torch.cat([raw.detach(), raw.detach()[-1:].expand(phases - K)])
+                setattr(self, f"raw_{name}", nn.Parameter(new))
+
+    # -- the solver the phases run -------------------------------------------------------
+    def phase_solver(self):
+        """The solver whose ``iterate`` is every phase: fixed steps (``linesearch=False``),
+        never stopping early (tiny ``eps_tol``)."""
+        cls = ALGORITHMS[self.algorithm]
+        return cls(linesearch=False, eps0=float(self.eps0.detach()), gamma=self.gamma, sigma=self.sigma,
+                   eps_tol=_TINY_TOL, max_iter=10**9)
+
+    def problem(self, fidelity) -> Problem:
+        """``Problem(fidelity, self.features, weight=kappa)``."""
+        return Problem(fidelity, self.features, weight=self.weight)
+
+    def forward(self, problem: Problem, x0: torch.Tensor, phases: int | None = None,
+                callback=None) -> tuple[torch.Tensor, State]:
+        """Run ``phases`` (default all ``K``) phases from ``x0``; returns ``(x_K, state)``.
+
+        Differentiable whenever gradients are enabled.  ``callback(k, state, record)`` sees
+        every phase (``record``: the trace fields of :mod:`lda_opt.trace`).
+        """
+        if problem.features is not self.features:
+            raise ValueError("problem.features must be this network's feature map (use net.problem(fidelity))")
+        problem.check_input(x0)
+        K = self.phases if phases is None else _check_int("phases", phases)
+        if K > self.phases:
+            raise ValueError(f"phases must be <= {self.phases}; got {K}")
+        solver = self.phase_solver()
+        diff = torch.is_grad_enabled()
+        params = self.phase_params()
+        state = solver.init_state(problem, x0, differentiable=diff, overrides={"eps0": self.eps0})
+        for k in range(K):
+            over = {name: v[k] for name, v in params.items()}
+            state, rec = solver.iterate(problem, state, overrides=over, differentiable=diff)
+            if callback is not None:
+                callback(k, state, rec)
+        return state.point.x, state
+
+    @torch.no_grad()
+    def reconstruct(self, problem: Problem, x0: torch.Tensor, phases: int | None = None) -> tuple[torch.Tensor, State]:
+        """:meth:`forward` without gradients (inference)."""
+        return self.forward(problem, x0, phases)
+
+    # -- after phase K: Algorithm 1 to tolerance (LDA Sec. 4.3.3, Fig. 7) -----------------
+    def continuation_solver(self, eps: float, *, eps_tol: float = 1.5e-5, alpha: float | None = None,
+                            c: float = 0.35, shrink: float = 0.5, max_iter: int = 100_000,
+                            max_linesearch: int = 60):
+        """The solver that continues Algorithm 1 after phase ``K`` from smoothing level ``eps``
+        (``eps_K``): LDA (GD for ``algorithm="gd"``) with backtracking (Sec. 4.3.3: shrink 0.5,
+        ``phi_eps(v) - phi_eps(x) <= -c ||v - x||^2``, ``c = 0.35``), started at ``alpha``
+        (default: the last learned ``alpha_K``), ``tau_k = alpha_k``, and the network's ``gamma``,
+        ``sigma``.  AGD-Net continues with AGD (backtracking)."""
+        if alpha is None:
+            alpha = float(self.phase_params()["alpha"][-1].detach())
+        cls = ALGORITHMS[self.algorithm]
+        return cls(eps0=float(eps), gamma=self.gamma, sigma=self.sigma, eps_tol=eps_tol, alpha=alpha,
+                   c=c, shrink=shrink, max_iter=max_iter, max_linesearch=max_linesearch)
+
+    # -- (de)serialization -----------------------------------------------------------------
+    def metadata(self) -> dict:
+        """The JSON-able description of everything but the CNN weights (see
+        :mod:`lda_opt.learning`): algorithm, phases, weight, eps0, per-phase values, solver."""
+        params = {k: [float(t) for t in v.detach().cpu().to(torch.float64)] for k, v in self.phase_params().items()}
+        return {
+            "schema": 1,
+            "kind": "lda-net",
+            "algorithm": self.algorithm,
+            "phases": self.phases,
+            "weight": self.weight,
+            "eps0": float(self.eps0.detach().to(torch.float64)),
+            **params,
+            "raw": {k: [float(t) for t in getattr(self, f"raw_{k}").detach().cpu().to(torch.float64)]
+                    for k in NET_ALGORITHMS[self.algorithm]} | {"eps0": float(self.raw_eps0.detach())},
+            "solver": {"gamma": self.gamma, "sigma": self.sigma, "smoothing": "huber", "linesearch": False},
+            "dtype": str(self.raw_eps0.dtype).removeprefix("torch."),
+        }
+
+    @classmethod
+    def from_parts(cls, features: nn.Module, metadata: dict) -> LDANet:
+        """Rebuild a network from its feature map and :meth:`metadata` (bit-exact: the raw
+        parameters are stored)."""
+        try:
+            algorithm = metadata["algorithm"]
+            K = int(metadata["phases"])
+            raw = metadata["raw"]
+            solver = metadata.get("solver", {})
+            net = cls(K, algorithm=algorithm, features=features, weight=float(metadata.get("weight", 1.0)),
+                      gamma=float(solver.get("gamma", 0.9)), sigma=float(solver.get("sigma", 1e3)))
+            dtype = next(features.parameters()).dtype
+            net = net.to(dtype)
+            with torch.no_grad():
+                for name in NET_ALGORITHMS[algorithm]:
+                    vals = torch.tensor(raw[name], dtype=torch.float64)
+                    if vals.shape != (K,):
+                        raise ValueError(f"metadata raw[{name!r}] must have {K} entries; got {vals.numel()}")
+                    getattr(net, f"raw_{name}").copy_(vals.to(dtype))
+                net.raw_eps0.copy_(torch.tensor(float(raw["eps0"]), dtype=dtype))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"checkpoint metadata does not describe an LDA-Net: missing or bad {exc}") from exc
+        return net

@@ -1,0 +1,327 @@
+"""Training LDA-Net: stair training with Adam, per-epoch checkpoints, exact resume.
+
+:func:`train` runs the stages of :meth:`OptimConfig.stages` (LDA Sec. 4.1: ``K = 3`` first,
+then ``+2`` phases per stage, each stage warm-started from the previous one with a fresh
+Adam optimizer).  Every epoch it
+
+* shuffles the training set with a generator seeded by ``(seed, epoch)`` (no hidden RNG
+  state, so a resumed run draws the same batches),
+* minimizes :func:`~lda_opt.learning.losses.reconstruction_loss` of the ``K``-phase output,
+* evaluates the validation set (loss, PSNR, SSIM),
+* appends a record to ``log.json`` (``curves.png`` is redrawn at the end of every stage and
+  when the run stops), and writes
+
+  - ``model.safetensors`` / ``model.json``: the inference checkpoint (the FeatureCNN and the
+    metadata of :mod:`lda_opt.learning`),
+  - ``state.safetensors`` / ``state.json``: every parameter and the Adam moments, for
+    ``resume=True``.
+
+On CPU with a fixed thread count a resumed run reproduces the uninterrupted one bit for bit.
+A tqdm bar shows the loss and the validation PSNR (only on a terminal, never with
+``quiet=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..metrics import psnr, ssim
+from ..nets import save_checkpoint, xavier_init_
+from .config import TrainConfig
+from .datasets import training_data
+from .losses import reconstruction_loss
+from .net import LDANet
+from .tasks import Measurement
+
+__all__ = [
+    "CURVES_FILE",
+    "LOG_FILE",
+    "MODEL_FILE",
+    "STATE_FILE",
+    "build_net",
+    "checkpoint_metadata",
+    "evaluate",
+    "train",
+]
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.safetensors"
+LOG_FILE = "log.json"
+CURVES_FILE = "curves.png"
+_STATE_VERSION = 1
+
+
+def _dtype(config: TrainConfig) -> torch.dtype:
+    return torch.float64 if config.train.dtype == "float64" else torch.float32
+
+
+def build_net(config: TrainConfig, phases: int | None = None) -> LDANet:
+    """The network of ``config`` with ``phases`` (default ``train.first_phases``) phases and
+    a seeded Xavier initialization (LDA Sec. 4.1)."""
+    n = config.net
+    net = LDANet(phases or config.train.first_phases, n.width, n.depth, n.algorithm,
+                 in_channels=1, kernel_size=n.kernel_size, complex=config.task.kind == "mri", delta=n.delta,
+                 alpha=n.alpha, tau=n.tau, theta=n.theta, eps0=n.eps0, gamma=n.gamma, sigma=n.sigma,
+                 weight=n.weight)
+    xavier_init_(net.features, generator=torch.Generator().manual_seed(config.seed))
+    return net.to(_dtype(config))
+
+
+def _data_range(m: Measurement) -> float | None:
+    return None if m.truth.is_complex() else 1.0
+
+
+@torch.no_grad()
+def evaluate(net: LDANet, m: Measurement, batch_size: int = 64, ssim_weight: float = 0.0) -> dict[str, float]:
+    """Mean loss, PSNR and SSIM of the ``K``-phase reconstructions of ``m`` (per sample;
+    data range 1 for real images, ``max|truth|`` for complex ones; SSIM on magnitudes)."""
+    n = m.y.shape[0]
+    losses, ps, ss = [], [], []
+    for s in range(0, n, batch_size):
+        idx = torch.arange(s, min(n, s + batch_size))
+        sub = m.select(idx)
+        x, _ = net.reconstruct(net.problem(sub.fidelity()), sub.x0)
+        dr = _data_range(m)
+        losses.append(float(reconstruction_loss(x, sub.truth, ssim_weight, dr)) * len(idx))
+        ps.append(psnr(x, sub.truth, dr))
+        if min(sub.truth.shape[-2:]) >= 11:
+            ss.append(ssim(x, sub.truth, dr))
+    out = {"loss": sum(losses) / n, "psnr": float(torch.cat(ps).mean())}
+    out["ssim"] = float(torch.cat(ss).mean()) if ss else math.nan
+    return out
+
+
+def checkpoint_metadata(net: LDANet, config: TrainConfig, training: dict | None = None) -> dict:
+    """The metadata stored with a trained network (see :mod:`lda_opt.learning`)."""
+    meta = net.metadata()
+    meta["problem"] = config.task.build().metadata()
+    meta["continuation"] = {"eps_tol": 1.5e-5, "c": 0.35, "shrink": 0.5, "alpha": meta["alpha"][-1],
+                            "max_iter": 100_000}
+    meta["training"] = {"config": config.to_dict(), **(training or {})}
+    return meta
+
+
+# ---------------------------------------------------------------------------------------
+# resume state: every parameter and the Adam moments (safetensors) + bookkeeping (JSON)
+# ---------------------------------------------------------------------------------------
+def _atomic(target: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix="." + target.name + ".", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save_state(out: Path, net: LDANet, opt: torch.optim.Optimizer, info: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"net.{k}": v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    sd = opt.state_dict()
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().clone()
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": list(g["params"])} for g in sd["param_groups"]]
+    info = dict(info, version=_STATE_VERSION, param_groups=groups)
+    text = json.dumps(info, indent=1, sort_keys=True, allow_nan=True)
+    _atomic(out / STATE_FILE, lambda tmp: save_file(tensors, tmp))
+
+    def wj(tmp: str) -> None:
+        Path(tmp).write_text(text + "\n", encoding="utf-8")
+
+    _atomic(out / "state.json", wj)
+
+
+def _load_state(out: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors.torch import load_file
+
+    info = json.loads((out / "state.json").read_text(encoding="utf-8"))
+    if info.get("version") != _STATE_VERSION:
+        raise ValueError(f"{out / 'state.json'}: unsupported state version {info.get('version')!r}")
+    return load_file(str(out / STATE_FILE)), info
+
+
+def _restore(net: LDANet, tensors: dict, info: dict, make_opt) -> torch.optim.Optimizer:
+    K = int(info["phases"])
+    if K > net.phases:
+        net.grow(K)
+    sd = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+    net.load_state_dict(sd, strict=True)
+    opt = make_opt(net)
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    groups = info["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    return opt
+
+
+# ---------------------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------------------
+def _plot(out: Path, log: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in log]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax[0].semilogy(ep, [r["train_loss"] for r in log], "o-", label="train")
+    ax[0].semilogy(ep, [r["val_loss"] for r in log], "s--", label="val")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("loss 1/2||x_K - x||^2")
+    ax[0].legend()
+    ax[1].plot(ep, [r["val_psnr"] for r in log], "o-")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("val PSNR (dB)")
+    for a in ax:
+        for i in range(1, len(log)):
+            if log[i]["phases"] != log[i - 1]["phases"]:
+                a.axvline(ep[i] - 0.5, color="gray", lw=0.8, ls=":")
+    fig.suptitle(f"{title}: stair training (dotted: +phases)")
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.15, top=0.86, wspace=0.3)
+    fig.savefig(out / CURVES_FILE, dpi=80)
+    plt.close(fig)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=True)
+    _atomic(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------
+def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False, quiet: bool = False,
+          stop_after: int | None = None, data=None) -> dict:
+    """Train the network of ``config`` into ``out_dir``; returns the summary (also in
+    ``log.json``).
+
+    ``resume=True`` continues from ``out_dir/state.*`` (the config must be identical);
+    ``stop_after`` stops after that many epochs in total (an interruption, for tests);
+    ``data``: prebuilt :class:`~lda_opt.learning.datasets.TrainData` (default: built from the
+    config).
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be an integer >= 1 or None; got {stop_after!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(config.train.threads)
+    try:
+        return _train(config, out, resume, quiet, stop_after, data)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after: int | None, data) -> dict:
+    tc = config.train
+    stages = tc.stages()
+    plan = [(s, K, j) for s, (K, E) in enumerate(stages) for j in range(E)]  # (stage, phases, epoch in stage)
+    cfg_dict = config.to_dict()
+
+    def make_opt(net: LDANet) -> torch.optim.Optimizer:
+        return torch.optim.Adam(net.parameters(), lr=tc.lr, betas=tuple(tc.betas))
+
+    net = build_net(config)
+    opt = make_opt(net)
+    log: list[dict] = []
+    start = 0
+    seconds_before = 0.0
+    if resume:
+        if not (out / STATE_FILE).is_file():
+            raise ValueError(f"resume: no {STATE_FILE} in {out}")
+        tensors, info = _load_state(out)
+        if info.get("config") != cfg_dict:
+            raise ValueError(f"resume: the config differs from the one {out} was trained with")
+        opt = _restore(net, tensors, info, make_opt)
+        log = list(info["log"])
+        start = int(info["epoch"])
+        seconds_before = float(info.get("seconds", 0.0))
+    else:
+        _write_json(out / "config.json", cfg_dict)
+    if data is None:
+        data = training_data(config)
+    tr, va = data.train, data.val
+    x0_psnr = float(psnr(va.x0, va.truth, _data_range(va)).mean())
+    n = tr.y.shape[0]
+    steps_per_epoch = -(-n // tc.batch_size)
+    end = len(plan) if stop_after is None else min(len(plan), stop_after)
+    bar = None
+    if not quiet and sys.stderr.isatty() and start < end:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(end - start) * steps_per_epoch, desc=config.name, leave=True)
+    t_run = time.perf_counter()
+    for e in range(start, end):
+        stage, K, j = plan[e]
+        if K != net.phases:  # stage boundary: warm start with more phases, fresh Adam
+            net.grow(K)
+            opt = make_opt(net)
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + e)
+        perm = torch.randperm(n, generator=gen)
+        total, skipped = 0.0, 0
+        for s in range(steps_per_epoch):
+            idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
+            b = tr.select(idx)
+            x, _ = net(net.problem(b.fidelity()), b.x0)
+            loss = reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
+            opt.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+                opt.step()
+            else:
+                skipped += 1
+            total += float(loss.detach()) * len(idx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(K=K, loss=f"{float(loss):.4g}", val_psnr=f"{log[-1]['val_psnr']:.2f}" if log else "-")
+        val = evaluate(net, va, batch_size=max(tc.batch_size, 64), ssim_weight=tc.ssim_weight)
+        pp = {k: [float(t) for t in v.detach()] for k, v in net.phase_params().items()}
+        rec = {"epoch": e + 1, "stage": stage + 1, "phases": K, "epoch_in_stage": j + 1,
+               "train_loss": total / n, "val_loss": val["loss"], "val_psnr": val["psnr"], "val_ssim": val["ssim"],
+               "steps": steps_per_epoch, "skipped_steps": skipped, "seconds": time.perf_counter() - t0,
+               "eps0": float(net.eps0.detach()), **pp}
+        log.append(rec)
+        if bar is not None:
+            bar.set_postfix(K=K, loss=f"{rec['train_loss']:.4g}", val_psnr=f"{val['psnr']:.2f}")
+        seconds = seconds_before + (time.perf_counter() - t_run)
+        training = {"epochs": e + 1, "steps": sum(r["steps"] for r in log), "samples_seen": (e + 1) * n,
+                    "seconds": seconds, "threads": tc.threads, "final_val_psnr": val["psnr"],
+                    "stages": [list(st) for st in stages], "train_samples": n, "val_samples": va.y.shape[0]}
+        save_checkpoint(net.features, out / MODEL_FILE, **checkpoint_metadata(net, config, training))
+        _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "log": log,
+                                    "seconds": seconds})
+        summary = {"name": config.name, "config": cfg_dict, "val_psnr_x0": x0_psnr, "epochs": log, "budget": training,
+                   "parameters": net.num_parameters(), "complete": e + 1 == len(plan)}
+        _write_json(out / LOG_FILE, summary)
+        if e + 1 == end or plan[e + 1][1] != K:  # the curves: at every stage end and at the stop
+            _plot(out, log, config.name)
+    if bar is not None:
+        bar.close()
+    if not log:
+        raise ValueError("nothing to train: the config has no epochs")
+    info = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
+    return info

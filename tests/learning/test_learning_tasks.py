@@ -1,0 +1,123 @@
+"""Tasks (seeded operators regenerated from metadata), losses and shipped-checkpoint lookup."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import lda_opt as lo
+from lda_opt.data import block_cs as bcs
+from lda_opt.data import masks
+from lda_opt.learning import (
+    LDANet,
+    MRITask,
+    mse_loss,
+    reconstruction_loss,
+    shipped_checkpoint,
+    shipped_checkpoints,
+    task_from_metadata,
+)
+from lda_opt.learning.tasks import BlockCSTask
+from lda_opt.nets import save_checkpoint
+
+
+def test_mri_task_measures_with_the_seeded_mask_and_zero_fills():
+    task = MRITask(0.2, mask="radial", mask_seed=4, shape=(32, 32))
+    x = lo.data.random_ellipses(2, size=(32, 32), seed=1, dtype=torch.complex128)
+    m = task.measure(x)
+    mask = masks.radial((32, 32), 0.2, 4, dtype=torch.float64)
+    assert torch.equal(m.operator.mask[0, 0], mask)
+    assert torch.allclose(m.y, mask * torch.fft.fft2(x, norm="ortho"), rtol=0, atol=1e-15)
+    assert torch.allclose(m.x0, torch.fft.ifft2(m.y, norm="ortho"), rtol=0, atol=1e-15)
+    assert torch.equal(m.to_image(m.x0), m.x0)
+    assert round(float(mask.mean()) * 32 * 32) == round(0.2 * 32 * 32)
+    again = task_from_metadata({"problem": task.metadata()})
+    assert again == task
+
+
+def test_block_cs_task_regenerates_a_and_q_and_reassembles_images():
+    task = BlockCSTask(0.1, matrix_seed=2, init_blocks=200, init_size=64, init_seed=1)
+    A, Q = task.matrices(torch.float64)
+    assert A.shape == (109, 1089) and Q.shape == (1089, 109)
+    assert torch.allclose(A @ A.T, torch.eye(109, dtype=torch.float64), atol=1e-12)
+    assert torch.equal(A, bcs.gaussian_sampling_matrix(0.1, seed=2))
+    img = lo.data.load_image("camera", size=40, dtype=torch.float64)
+    m = task.measure(img)
+    assert m.y.shape == (4, 109) and m.x0.shape == (4, 1, 33, 33)
+    assert torch.equal(m.to_image(m.truth), img)
+    assert torch.allclose(m.y, m.operator(m.truth), atol=1e-12)
+    assert torch.allclose(m.x0.reshape(4, -1), m.y @ Q.T, atol=1e-12)
+    meta = json.loads(json.dumps(task.metadata()))
+    assert meta["matrix_seed"] == 2 and meta["mask"] is None
+    assert task_from_metadata(meta) == task
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [(lambda: MRITask(1.2), "ratio"), (lambda: MRITask(0.2, mask="spiral"), "mask"),
+     (lambda: MRITask(0.2, shape=(4, 4)), "shape"), (lambda: MRITask(0.2, noise=-1.0), "noise"),
+     (lambda: BlockCSTask(0.25, init_blocks=100), "init_blocks"), (lambda: BlockCSTask(0.0), "ratio"),
+     (lambda: BlockCSTask(0.25, matrix_seed=-1), "matrix_seed"),
+     (lambda: task_from_metadata({"problem": {"kind": "ct", "ratio": 0.1}}), "kind"),
+     (lambda: task_from_metadata({"problem": {"kind": "mri"}}), "ratio")],
+)
+def test_bad_task_arguments_raise_value_errors(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+def test_losses_are_half_squared_errors_and_ssim_term():
+    x = torch.zeros(2, 1, 12, 12)
+    t = torch.ones(2, 1, 12, 12)
+    assert float(mse_loss(x, t)) == 0.5 * 144
+    z = torch.complex(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 2.0))
+    assert float(mse_loss(z, torch.zeros_like(z))) == 0.5 * 4 * 4
+    assert float(reconstruction_loss(t, t, ssim_weight=3.0)) == 0.0
+    y = t.clone()
+    y[:, :, :6] = 0.5
+    assert float(reconstruction_loss(y, t, ssim_weight=2.0)) > float(mse_loss(y, t))
+    with pytest.raises(ValueError, match="ssim_weight"):
+        reconstruction_loss(y, t, ssim_weight=-1.0)
+    with pytest.raises(ValueError, match="shape"):
+        mse_loss(x, t[:1])
+
+
+def _fake_checkpoint(directory, name, problem):
+    net = LDANet(2, 2, 1)
+    meta = net.metadata() | {"problem": problem}
+    save_checkpoint(net.features, directory / f"{name}.safetensors", **meta)
+    (directory / f"{name}.config.json").write_text("{}")
+
+
+def test_shipped_checkpoint_lookup_matches_problem_ratio_and_mask(tmp_path):
+    _fake_checkpoint(tmp_path, "a", BlockCSTask(0.25, init_blocks=300).metadata())
+    _fake_checkpoint(tmp_path, "b", MRITask(0.2, mask="radial").metadata())
+    _fake_checkpoint(tmp_path, "c", MRITask(0.2, mask="cartesian").metadata())
+    assert [(p, r, m) for p, r, m, _ in shipped_checkpoints(tmp_path)] == [
+        ("block-cs", 0.25, None), ("mri", 0.2, "cartesian"), ("mri", 0.2, "radial")]
+    assert shipped_checkpoint("block_cs", 0.25, None, tmp_path).name == "a.safetensors"
+    assert shipped_checkpoint("MRI", 0.2, "radial", tmp_path).name == "b.safetensors"
+    with pytest.raises(ValueError, match=r"several match.*available: .*'radial'"):
+        shipped_checkpoint("mri", 0.2, None, tmp_path)
+    with pytest.raises(ValueError, match=r"none matches.*ratio=0.25, mask=None"):
+        shipped_checkpoint("mri", 0.3, "radial", tmp_path)
+    with pytest.raises(ValueError, match="ratio"):
+        shipped_checkpoint("mri", 2.0, "radial", tmp_path)
+
+
+def test_the_package_ships_block_cs_25_and_radial_mri_20():
+    have = {(p, r, m) for p, r, m, _ in shipped_checkpoints()}
+    assert ("block-cs", 0.25, None) in have
+    assert ("mri", 0.2, "radial") in have
+    for prob, ratio, mask in (("block-cs", 0.25, None), ("mri", 0.2, "radial")):
+        path = shipped_checkpoint(prob, ratio, mask)
+        assert path.stat().st_size < 2_000_000
+        assert path.with_name(path.stem + ".config.json").is_file()
+        meta = json.loads(path.with_suffix(".json").read_text())["metadata"]
+        for key in ("algorithm", "phases", "weight", "eps0", "alpha", "problem", "solver", "continuation"):
+            assert key in meta
+        assert len(meta["alpha"]) == meta["phases"]
+        assert math.isfinite(meta["eps0"]) and meta["eps0"] > 0

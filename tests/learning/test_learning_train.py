@@ -1,0 +1,129 @@
+"""Training: stair stages, per-epoch log / curves / checkpoints, exact resume, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lda_opt.cli import main
+from lda_opt.learning import TrainConfig, load_config, load_lda_net, task_from_metadata, train
+from lda_opt.learning.config import OptimConfig
+from lda_opt.nets import FeatureCNN, load_checkpoint
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "task": {"kind": "mri", "ratio": 0.3, "shape": [16, 16], "mask": "radial", "mask_seed": 1},
+    "data": {"train": 6, "val": 2, "seed": 5},
+    "net": {"width": 2, "depth": 1, "alpha": 0.5, "tau": 0.5, "weight": 0.1},
+    "train": {"phases": 3, "first_phases": 1, "phase_step": 2, "epochs_first": 2, "epochs_stage": 1,
+              "batch_size": 4, "lr": 0.01},
+}
+
+
+def test_stages_follow_the_stair_schedule():
+    assert OptimConfig(phases=7, first_phases=3, phase_step=2, epochs_first=5, epochs_stage=2).stages() == [
+        (3, 5), (5, 2), (7, 2)]
+    assert OptimConfig(phases=6, first_phases=3, phase_step=2, epochs_first=1, epochs_stage=1).stages() == [
+        (3, 1), (5, 1), (6, 1)]
+    assert OptimConfig(phases=3, first_phases=3, epochs_first=4).stages() == [(3, 4)]
+
+
+def test_training_writes_log_curves_and_checkpoints_every_epoch(tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    info = train(cfg, tmp_path, quiet=True)
+    log = json.loads((tmp_path / "log.json").read_text())
+    assert info == log
+    assert [r["phases"] for r in log["epochs"]] == [1, 1, 3]
+    assert [r["stage"] for r in log["epochs"]] == [1, 1, 2]
+    assert log["complete"] is True
+    assert log["budget"]["steps"] == 3 * 2  # 6 samples, batch 4 -> 2 steps per epoch
+    for r in log["epochs"]:
+        assert len(r["alpha"]) == r["phases"] and len(r["tau"]) == r["phases"]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_dict()
+    # the inference checkpoint: the FeatureCNN itself, with the contract's metadata
+    ck = load_checkpoint(tmp_path / "model.safetensors")
+    assert isinstance(ck.module, FeatureCNN) and ck.module.complex
+    meta = ck.metadata
+    assert meta["kind"] == "lda-net" and meta["algorithm"] == "lda" and meta["phases"] == 3
+    assert meta["weight"] == 0.1 and len(meta["alpha"]) == 3 and len(meta["tau"]) == 3
+    assert meta["problem"] == {"kind": "mri", "ratio": 0.3, "mask": "radial", "mask_seed": 1, "shape": [16, 16],
+                               "noise": 0.0, "noise_seed": 0, "x0": "zero-filling"}
+    assert meta["training"]["config"] == cfg.to_dict()
+    # reloading gives the very same network (bit-exact) and the very same mask
+    net = load_lda_net(tmp_path / "model.safetensors")
+    st = load_file(str(tmp_path / "state.safetensors"))
+    assert torch.equal(net.raw_alpha, st["net.raw_alpha"]) and torch.equal(net.raw_eps0, st["net.raw_eps0"])
+    assert torch.equal(task_from_metadata(meta).mask_tensor(), cfg.task.build().mask_tensor())
+
+
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    full = train(cfg, tmp_path / "full", quiet=True)
+    part = train(cfg, tmp_path / "part", quiet=True, stop_after=2)  # interrupted at a stage boundary
+    assert part["complete"] is False and len(part["epochs"]) == 2
+    resumed = train(cfg, tmp_path / "part", quiet=True, resume=True)
+    a = load_file(str(tmp_path / "full" / "state.safetensors"))
+    b = load_file(str(tmp_path / "part" / "state.safetensors"))
+    assert set(a) == set(b)
+    for k in a:  # parameters and Adam moments
+        assert torch.equal(a[k], b[k]), k
+    drop = ("seconds",)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    assert strip(full["epochs"]) == strip(resumed["epochs"])
+    # an interruption inside a stage as well
+    train(cfg, tmp_path / "mid", quiet=True, stop_after=1)
+    train(cfg, tmp_path / "mid", quiet=True, resume=True)
+    c = load_file(str(tmp_path / "mid" / "state.safetensors"))
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_refuses_a_different_config_or_a_missing_state(tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    with pytest.raises(ValueError, match="resume"):
+        train(cfg, tmp_path, quiet=True, resume=True)
+    train(cfg, tmp_path, quiet=True, stop_after=1)
+    other = cfg.with_overrides(train={"lr": 0.02})
+    with pytest.raises(ValueError, match="config differs"):
+        train(other, tmp_path, quiet=True, resume=True)
+
+
+@pytest.mark.parametrize(
+    "patch, name",
+    [({"train": {"lr": -1}}, "train.lr"), ({"net": {"width": 0}}, "net.width"),
+     ({"net": {"algorithm": "elda"}}, "net.algorithm"), ({"task": {"ratio": 1.5}}, "ratio"),
+     ({"task": {"mask": "spiral"}}, "mask"), ({"data": {"val_images": ["camera"]}}, "val_images"),
+     ({"train": {"first_phases": 9}}, "first_phases"), ({"bogus": 1}, "bogus"),
+     ({"net": {"widht": 3}}, "widht"), ({"train": {"dtype": "float16"}}, "train.dtype")],
+)
+def test_bad_configs_raise_value_errors_naming_the_field(patch, name):
+    d = json.loads(json.dumps(TINY))
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(d.get(k), dict):
+            d[k].update(v)
+        else:
+            d[k] = v
+    with pytest.raises(ValueError, match=name):
+        TrainConfig.from_dict(d)
+
+
+def test_cli_trains_from_a_config_file_and_reports_bad_input(tmp_path, capsys):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY))
+    assert load_config(path) == TrainConfig.from_dict(TINY)
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--out", str(out), "--stop-after", "1"]) == 0
+    line = capsys.readouterr().out
+    assert "tiny: 1 epochs, K=1" in line and "interrupted" in line
+    assert main(["train", "--config", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert json.loads((out / "log.json").read_text())["complete"] is True
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(TINY | {"net": {"width": -2}}))
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "net.width" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
