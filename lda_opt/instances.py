@@ -14,7 +14,7 @@ kind           forward model and data                                           
                orthonormal rows at ``ratio``; the image is zero-padded to whole
                blocks and cropped back
 ``mri``        ``A = P F`` (orthonormal FFT, :class:`~lda_opt.operators.MRI`),         ``A^H y`` (zero filling)
-               radial or Cartesian mask at ``ratio``; ``y = A x + noise * P F n``,
+               radial or Cartesian mask at ``ratio``; ``y = A x + noise * P n``,
                n standard complex Gaussian (``E|n_i|^2 = 1``)
 =============  ======================================================================  =========================
 
@@ -106,14 +106,18 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
                   regularizer: str = "tv", weight: float | None = None,
                   features: nn.Module | None = None, seed: int = 0,
                   dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-                  sensing_seed: int | None = None) -> Instance:
+                  sensing_seed: int | None = None, task=None) -> Instance:
     """Build the instance ``kind`` (see the module docstring).
 
     ``features`` (a learned feature map) replaces ``regularizer``; ``weight`` defaults to
     :func:`default_weight`; ``size``, ``image``, ``noise`` and ``ratio`` default per kind
     (128 / camera / 0.1 for TV denoising; 99 / camera / 0 / 0.25 for CS; 128 / Shepp-Logan /
     0 / 0.2 for MRI).  ``dtype`` is the real dtype (MRI runs in the matching complex dtype).
-    ``sensing_seed`` (default ``seed``) draws the CS matrix or the MRI mask.
+    ``sensing_seed`` (default ``seed``) draws the CS matrix or the MRI mask.  The sensing
+    model is :class:`~lda_opt.learning.BlockCSTask` / :class:`~lda_opt.learning.MRITask`
+    (the ones LDA-Net trains on); ``task`` (e.g. from a checkpoint's metadata) replaces the
+    one built from ``ratio``, ``mask`` and ``sensing_seed``.  MRI noise is
+    ``noise * P F n`` with ``n`` standard complex Gaussian, seeded by ``seed``.
     """
     _check_choice("problem", kind, KINDS)
     _check_choice("mask", mask, MASKS)
@@ -148,6 +152,8 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
             "sensing_seed": sensing_seed if kind != "tv-denoise" else None,
             "regularizer": regularizer if features is None else "learned", "weight": float(weight)}
 
+    if task is not None and task.kind != {"cs": "block-cs", "mri": "mri"}.get(kind):
+        raise ValueError(f"the checkpoint's task is {task.kind!r}; it cannot serve --problem {kind}")
     if kind == "tv-denoise":
         y = truth + noise * torch.randn(truth.shape, generator=gen, dtype=torch.float64)
         y = y.to(device=device, dtype=dtype)
@@ -157,32 +163,35 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
 
     if kind == "cs":
         from .data import block_cs as bcs
+        from .learning.tasks import BlockCSTask
 
-        Phi = bcs.gaussian_sampling_matrix(ratio, seed=sensing_seed)
-        blocks = bcs.image_to_blocks(truth)
-        b = bcs.measure_blocks(blocks, Phi)
-        b = b + noise * torch.randn(b.shape, generator=gen, dtype=torch.float64)
-        Q = bcs.initializer_matrix(Phi, bcs.training_blocks(n_blocks=max(2 * Phi.shape[0], 1500),
-                                                            size=128, seed=sensing_seed))
-        x0 = bcs.initial_blocks(b, Q)
-        A = Matrix(Phi.to(device=device, dtype=dtype), image_shape=(1, bcs.BLOCK_SIZE, bcs.BLOCK_SIZE))
+        if task is None:
+            task = BlockCSTask(ratio, matrix_seed=sensing_seed)
+        m = task.measure(truth)
+        A64, Q = task.matrices(torch.float64)
+        b = m.y + noise * torch.randn(m.y.shape, generator=gen, dtype=torch.float64)
+        x0 = bcs.initial_blocks(b, Q)  # LDA Sec. 4.2.1: x0 = Q b
+        A = Matrix(A64.to(device=device, dtype=dtype), image_shape=(1, bcs.BLOCK_SIZE, bcs.BLOCK_SIZE))
         problem = Problem(LeastSquares(A, b.to(device=device, dtype=dtype)), q, weight)
-        meta.update(blocks=int(blocks.shape[0]), measurements=int(Phi.shape[0]))
+        meta.update(ratio=task.ratio, sensing_seed=task.matrix_seed, blocks=int(b.shape[0]),
+                    measurements=int(A64.shape[0]), task=task.metadata())
         return Instance(kind, problem, x0.to(device=device, dtype=dtype),
                         truth.to(device=device, dtype=dtype),
                         lambda x: bcs.blocks_to_image(x, size, size), meta)
 
-    from .data import masks
+    from .learning.tasks import MRITask
 
+    if task is None:
+        task = MRITask(ratio, mask=mask, mask_seed=sensing_seed, shape=(size, size), noise=noise,
+                       noise_seed=seed)
+    elif tuple(task.shape) != (size, size):
+        raise ValueError(f"size must be {task.shape[0]} for this checkpoint's MRI mask "
+                         f"(trained on {task.shape[0]} x {task.shape[1]}); got {size}")
+    m = task.measure(truth.to(torch.complex128))
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    P = getattr(masks, mask)((size, size), ratio, seed=sensing_seed, dtype=torch.float64)
-    A = MRI(P)
-    xt = truth.to(torch.complex128)
-    n = torch.complex(torch.randn(truth.shape, generator=gen, dtype=torch.float64),
-                      torch.randn(truth.shape, generator=gen, dtype=torch.float64)) / 2 ** 0.5
-    y = A(xt) + noise * A(n)
-    A = MRI(P.to(device=device, dtype=dtype))
-    y = y.to(device=device, dtype=cdtype)
+    A = MRI(m.operator.mask.to(device=device, dtype=dtype))
+    y = m.y.to(device=device, dtype=cdtype)
     problem = Problem(LeastSquares(A, y), q, weight)
-    meta.update(sampling_ratio=float(P.mean()))
-    return Instance(kind, problem, A.H(y), xt.to(device=device, dtype=cdtype), lambda x: x, meta)
+    meta.update(ratio=task.ratio, mask=task.mask, sensing_seed=task.mask_seed, noise=task.noise,
+                sampling_ratio=float(m.operator.mask.double().mean()), task=task.metadata())
+    return Instance(kind, problem, A.H(y), m.truth.to(device=device, dtype=cdtype), lambda x: x, meta)

@@ -663,7 +663,12 @@ class Solver:
             phi = p.f + problem.kappa(p.f) * Smoothing.exact(p.g)
         cert = trace.as_dict()
         # the stationarity quantity at the returned point: ||grad phi_{eps_k}(x_{k+1})||
-        gn = _last_valid(cert["grad_norm"], cert["active"]) if len(trace) else sq_norm(p.grad).sqrt()
+        # (a sample stopped for a non-finite value returns x_k: its norm is the row's grad_norm_prev)
+        if len(trace):
+            gn = _last_valid(cert["grad_norm"], cert["active"])
+            gn = torch.where(torch.isnan(gn), _last_valid(cert["grad_norm_prev"], cert["active"]), gn)
+        else:
+            gn = sq_norm(p.grad).sqrt()
         return Result(
             x=p.x.detach(), iterations=state.iteration.clone(), converged=reason == CONVERGED,
             eps=state.eps.clone(), grad_norm=gn.to(p.x.real.dtype), phi=phi.detach(),

@@ -1,7 +1,7 @@
 """``lda-opt solve``: iterate one imaging instance to the stationarity certificate.
 
 Builds the instance with :func:`lda_opt.instances.make_instance`, runs the chosen algorithm
-with its paper defaults (``--sigma``, ``--eps-tol``, ``--eps0`` and ``--max-iter`` override
+with its paper defaults except ``eps_tol`` (CLI default 1.0; ``--sigma``, ``--eps-tol``, ``--eps0`` and ``--max-iter`` override
 them) and writes into ``--out DIR``:
 
 * ``result.json`` -- the outcome (``algorithm, iterations, converged, reason, eps_final,
@@ -11,6 +11,8 @@ them) and writes into ``--out DIR``:
   weight, m, smoothing, ...}``) and the theorem constants (``constants {L_f, M, L_g,
   certified, phi_star}``) that ``lda-opt check DIR`` needs;
 * ``trace.csv`` -- the per-iteration :class:`~lda_opt.trace.Trace`;
+* ``x.npy`` -- the solution batch (shape of ``x0``; complex for MRI), so that every reported
+  objective can be recomputed;
 * ``recon.png`` -- ground truth, initial guess, result and error map, PSNR in the titles;
 * ``convergence.png`` -- phi and phi_eps, eps, and ||grad phi_eps|| against the iteration.
 
@@ -58,7 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="learned feature map: a .safetensors checkpoint, or 'shipped'")
     p.add_argument("--weight", type=float, default=None, help="kappa (default per problem or checkpoint)")
     p.add_argument("--eps0", type=float, default=None, help="initial smoothing level (paper default)")
-    p.add_argument("--eps-tol", type=float, default=None, help="stop once sigma*eps < eps_tol (paper default)")
+    p.add_argument("--eps-tol", type=float, default=1.0,
+                   help="stop once sigma*eps < eps_tol, i.e. ||grad phi_eps|| < gamma*eps_tol at "
+                        "sigma = 1e3 (default 1.0; the papers' 1e-3..1.5e-5 suit their learned nets)")
     p.add_argument("--sigma", type=float, default=None, help="reduction-test scale (paper default)")
     p.add_argument("--max-iter", type=int, default=None, help="iteration cap (paper default)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (never falls back)")
@@ -88,28 +92,26 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _load_checkpoint(args, device, dtype):
-    """(feature map, metadata) of ``--checkpoint``."""
-    from ..nets import load_checkpoint
+def _load_checkpoint(args, device):
+    """(trained LDA-Net, its task, path) of ``--checkpoint`` (a path or ``shipped``)."""
+    from ..learning import load_lda_net, shipped_checkpoint, task_from_metadata
 
+    if args.problem == "tv-denoise":
+        raise ValueError("--checkpoint needs --problem cs or mri (the LDA-Nets are trained for them)")
     path = args.checkpoint
     if path == "shipped":
-        from ..learning import shipped_checkpoint
-
-        path = shipped_checkpoint(args.problem, args.ratio if args.ratio is not None else
-                                  {"cs": 0.25, "mri": 0.2}.get(args.problem, 0.0),
+        ratio = args.ratio if args.ratio is not None else {"cs": 0.25, "mri": 0.2}[args.problem]
+        path = shipped_checkpoint("block-cs" if args.problem == "cs" else "mri", ratio,
                                   args.mask if args.problem == "mri" else None)
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ck = load_checkpoint(path, device=device, dtype=dtype)
-    meta = dict(ck.metadata or {})
-    kind = meta.get("problem")
-    if kind is not None and kind != args.problem:
-        raise ValueError(f"checkpoint {path} was trained for --problem {kind}, not {args.problem}")
-    module = ck.module.eval()
-    for prm in module.parameters():
+    net = load_lda_net(path, device=device)
+    task = task_from_metadata(net.checkpoint_metadata)
+    if args.ratio is not None and abs(args.ratio - task.ratio) > 1e-6:
+        raise ValueError(f"ratio {args.ratio} differs from the checkpoint's {task.ratio}")
+    for prm in net.parameters():
         prm.requires_grad_(False)
-    return module, meta, str(path)
+    return net, task, str(path)
 
 
 def _constants(problem, x0) -> dict:
@@ -131,20 +133,32 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"out must be a directory; {str(out)!r} is a file")
     overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
                                    ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}
-    features, ck_meta, ck_path = None, {}, None
+    ALGORITHMS[args.algorithm](**overrides)  # validates the user's values before any work
+    net = task = ck_path = None
     if args.checkpoint is not None:
-        features, ck_meta, ck_path = _load_checkpoint(args, device, dtype)
-        if "eps0" in ck_meta and "eps0" not in overrides:
-            overrides["eps0"] = float(ck_meta["eps0"])
-    weight = args.weight if args.weight is not None else ck_meta.get("weight")
-    sensing_seed = ck_meta.get("sensing_seed", ck_meta.get("seed")) if ck_meta else None
+        net, task, ck_path = _load_checkpoint(args, device)
+        net = net.to(dtype)
+    size = args.size
+    if task is not None and args.problem == "mri" and size is None:
+        size = task.shape[0]
+    inst = make_instance(args.problem, image=args.image, size=size, ratio=args.ratio,
+                         mask=args.mask, noise=args.noise, regularizer=args.regularizer or "tv",
+                         weight=args.weight if net is None or args.weight is not None else net.weight,
+                         features=None if net is None else net.features, seed=args.seed,
+                         dtype=dtype, device=device, task=task)
+    x0 = inst.x0
+    phases = None
+    if net is not None:
+        # LDA Sec. 4.3.3 / Fig. 7: the K trained phases, then Algorithm 1 from x_K at eps_K
+        x_k, st = net.reconstruct(inst.problem, x0)
+        x0 = x_k.detach()
+        eps_k = float(st.eps.max())
+        phases = {"K": net.phases, "eps_K": eps_k,
+                  "psnr_K": _psnr(inst.to_image(x0), inst.truth)}
+        overrides = {"eps0": eps_k, "gamma": net.gamma, "sigma": net.sigma, **overrides}
     cls = ALGORITHMS[args.algorithm]
     solver = cls(**overrides)  # validates the hyper-parameters (ValueError names them)
-    inst = make_instance(args.problem, image=args.image, size=args.size, ratio=args.ratio,
-                         mask=args.mask, noise=args.noise, regularizer=args.regularizer or "tv",
-                         weight=weight, features=features, seed=args.seed, dtype=dtype,
-                         device=device, sensing_seed=sensing_seed)
-    problem, x0 = inst.problem, inst.x0
+    problem = inst.problem
     problem.check_input(x0)
     constants, m = _constants(problem, x0)
 
@@ -155,14 +169,12 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
 
     # -- report -------------------------------------------------------------------------------
-    from ..metrics import psnr
-
     truth = inst.truth
     recon = inst.to_image(res.x)
-    init = inst.to_image(x0)
+    init = inst.to_image(inst.x0)
     mag = (lambda t: t.abs()) if truth.is_complex() else (lambda t: t)
-    psnr_x = float(psnr(mag(recon), mag(truth), data_range=1.0))
-    psnr_0 = float(psnr(mag(init), mag(truth), data_range=1.0))
+    psnr_x = _psnr(recon, truth)
+    psnr_0 = _psnr(init, truth)
     s = res.summary()
     result = {
         "algorithm": args.algorithm,
@@ -185,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         "problem": {**inst.meta, "shape": list(x0.shape), "dtype": str(dtype).replace("torch.", ""),
                     "complex": bool(x0.is_complex()), "weight": float(problem.weight), "m": int(m),
                     "smoothing": solver.smoothing.name, "checkpoint": ck_path,
-                    "checkpoint_metadata": ck_meta or None, "device": str(device)},
+                    "phases": phases, "device": str(device)},
         "constants": constants,
         "torch": torch.__version__,
     }
@@ -193,6 +205,9 @@ def run(args: argparse.Namespace) -> int:
     _check_finite_json(result)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     res.trace.to_csv(out / "trace.csv")
+    import numpy as np
+
+    np.save(out / "x.npy", res.x.detach().cpu().numpy(), allow_pickle=False)
     _plot_recon(out / "recon.png", mag(truth), mag(init), mag(recon), psnr_0, psnr_x, args)
     _plot_convergence(out / "convergence.png", res.trace, args.algorithm)
     if not args.quiet:
@@ -200,9 +215,18 @@ def run(args: argparse.Namespace) -> int:
               f"iterations, eps {result['eps_final']:.3g}, ||grad phi_eps|| {result['grad_norm_final']:.3g}, "
               f"phi {result['phi_final']:.6g}, PSNR {psnr_0:.2f} -> {psnr_x:.2f} dB, "
               f"{res.seconds:.1f} s")
-        print(f"wrote {out / 'result.json'}, {out / 'trace.csv'}, {out / 'recon.png'}, "
-              f"{out / 'convergence.png'}")
+        print(f"wrote {out / 'result.json'}, {out / 'trace.csv'}, {out / 'x.npy'}, "
+              f"{out / 'recon.png'}, {out / 'convergence.png'}")
     return 0
+
+
+def _psnr(x: torch.Tensor, truth: torch.Tensor) -> float:
+    """PSNR with peak 1 (images in [0, 1]; magnitudes for complex)."""
+    from ..metrics import psnr
+
+    if truth.is_complex():
+        x, truth = x.abs(), truth.abs()
+    return float(psnr(x, truth, data_range=1.0))
 
 
 def _overall_reason(reasons: list[str]) -> str:
