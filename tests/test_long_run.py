@@ -105,7 +105,7 @@ def _problem():
 
 def _solver(cls, iterations):
     # eps_tol far below anything reachable: the run lasts exactly `iterations` iterations
-    kw = dict(sigma=1.0, eps0=1e-2, eps_tol=1e-200, max_iter=iterations)
+    kw = {"sigma": 1.0, "eps0": 1e-2, "eps_tol": 1e-200, "max_iter": iterations}
     if cls is lo.MetaLDA:
         kw.update(alpha=0.1, tau=0.1)
     elif cls is lo.ELDA:
