@@ -65,7 +65,11 @@ With constants ``L_f, M, L_g`` (supplied, or from :func:`estimate_constants`); `
   same argument with ``a = 1/c``, ``theory/lda.md``):
   :func:`~lda_opt.bounds.metalda_max_backtracks` ``+ 1``,
   :func:`~lda_opt.bounds.metalda_min_step` (sharp).  A search that hit its cap is a
-  violation when ``max_linesearch >= l_max``.  Not for AGD (no bound) or a fixed step.
+  violation when ``max_linesearch >= l_max``.  Not for AGD (no bound) or a fixed step.  A
+  warm-started LDA/GD search is bounded from its first trial ``min(alpha, alpha_{k-1}/shrink)``.
+  Rows whose search cannot be resolved in floating point (the largest margin ``T g^2/4`` by
+  which an acceptable step satisfies the rule is below the rounding of ``phi_eps``) are
+  listed in :attr:`Report.rounding` instead (``theory/README.md``, "Floating point").
 
 ``[segment-bound]``  segment ``l`` (iterations ``k_l+1 .. k_{l+1}``, ``k_0 = -1``; an
   unfinished last segment counts its iterations so far, which the same bound limits):

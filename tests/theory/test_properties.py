@@ -17,7 +17,8 @@ algorithm (with its own smoothing: Huber for LDA and ELDA, Sqrt for MetaLDA):
   it within the certified Taylor remainder ``L_eps h ||d||^2 / 2``.
 
 Profiles (tests/theory/conftest.py): ``ci`` (default, 100 examples per property) and, for the
-``*_thorough`` copies marked ``slow``, ``thorough`` (1000 examples).
+``*_thorough`` copies marked ``slow``, ``thorough`` (1000 examples; 200 for the long runs of
+``test_long_run_has_no_checker_violations_thorough``).
 """
 
 from __future__ import annotations
@@ -115,16 +116,20 @@ def build(spec: dict):
 
 
 @st.composite
-def solver_params(draw, cls):
-    """Random eps0, gamma, sigma, eps_tol (a few reductions at most), max_iter and steps."""
+def solver_params(draw, cls, long: bool = False):
+    """Random eps0, gamma, sigma, eps_tol, max_iter and steps: short runs (2-8 iterations, a
+    few reductions at most) or, with ``long``, 30-150 iterations down to eps_tol as small as
+    sigma eps0 / 300 (many segments; reaches the floating-point regime of theory/README.md)."""
     eps0 = 10 ** draw(st.floats(-2.5, -0.3))
     sigma = 10 ** draw(st.floats(-0.5, 2.0))
     kw = {
         "eps0": eps0,
         "gamma": draw(st.floats(0.3, 0.95)),
         "sigma": sigma,
-        "eps_tol": sigma * eps0 * draw(st.floats(0.2, 0.95)),
-        "max_iter": draw(st.integers(2, 12)),
+        "eps_tol": sigma
+        * eps0
+        * (10 ** draw(st.floats(-2.5, -0.1)) if long else draw(st.floats(0.2, 0.95))),
+        "max_iter": draw(st.integers(30, 150) if long else st.integers(2, 8)),
     }
     if cls is lo.LDA:
         kw.update(
@@ -199,8 +204,12 @@ def _smoothing(cls):
 
 def _run_is_clean(cls, spec, data):
     """theory/*.md, every entry checked on traces: a run has no checker violations."""
+    _check_run(cls, spec, data, long=False)
+
+
+def _check_run(cls, spec, data, long: bool) -> None:
     p, x0 = build(spec)
-    solver = cls(**data.draw(solver_params(cls), label="solver"))
+    solver = cls(**data.draw(solver_params(cls, long), label="solver"))
     res = solver.run(p, x0)
     assert res.reason[0] != "nonfinite"
     rep = lo.check(res, p, solver)
@@ -320,3 +329,17 @@ test_run_has_no_checker_violations, test_run_has_no_checker_violations_thorough 
 test_smoothing_sandwich, test_smoothing_sandwich_thorough = _register("sandwich")
 test_lipschitz_random_pairs, test_lipschitz_random_pairs_thorough = _register("lipschitz")
 test_gradients_are_correct, test_gradients_are_correct_thorough = _register("gradient")
+
+
+def _long_run_is_clean(cls, spec, data):
+    """As the run property, with 30-150 iterations and tight tolerances (thorough only)."""
+    _check_run(cls, spec, data, long=True)
+
+
+test_long_run_has_no_checker_violations_thorough = pytest.mark.slow(
+    _ALGS(
+        settings(settings.get_profile("thorough"), max_examples=200)(
+            given(**_STRATS["run"])(_long_run_is_clean)
+        )
+    )
+)
