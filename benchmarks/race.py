@@ -1,0 +1,513 @@
+r"""The race: LDA, MetaLDA, ELDA against the solvers a user would otherwise reach for.
+
+Every competitor solves the same learned problem
+
+.. math:: \min_x\ \tfrac12\|Ax - y\|^2 + \kappa\,\|q(x)\|_{2,1}
+
+(``q``: a seeded, randomly initialized ``FeatureCNN``, complex for MRI) with the same
+eps-continuation and the same stopping certificate: at a smoothing level ``eps`` the
+competitor minimizes ``phi_eps = f + kappa r_eps`` (Huber; Sqrt for MetaLDA, its paper's
+smoothing) until ``||grad phi_eps(x)|| < sigma gamma eps`` at an iterate ``x``; then
+``eps <- gamma eps``; it stops with the certificate once ``sigma eps < eps_tol``.
+
+Competitors:
+
+* ``lda``, ``meta-lda``, ``elda``: the library's solvers (continuation built in);
+* ``gd-armijo``: gradient descent on ``phi_eps`` with Armijo backtracking
+  (``phi_eps(x - s g) <= phi_eps(x) - c1 s ||g||^2``, ``c1 = 1e-4``, ``s = 1, 1/2, ...``),
+  run by the library's loop (:class:`GDArmijo`);
+* ``agd``: the library's inertial AGD;
+* ``torch-lbfgs``: ``torch.optim.LBFGS`` (history 10, strong-Wolfe line search) on
+  ``phi_eps``, one optimizer iteration per ``step`` so that the gradient test is made at
+  every iterate; its history is kept across eps reductions;
+* ``scipy-lbfgsb``: ``scipy.optimize.minimize(method="L-BFGS-B")`` on ``phi_eps`` (float64
+  vectors), one ``minimize`` call per smoothing level, stopped by its callback at the first
+  iterate that passes the gradient test (scipy restarts its history at every call).
+
+The two quasi-Newton competitors evaluate ``phi_eps`` through :class:`SmoothedObjective`,
+which caches the last few forwards of ``q`` with their graphs: re-evaluating a point costs
+no pass, and after an eps reduction the gradient at a cached point costs one backward (the
+same reuse the library's solvers get).  Passes are counted by the hidden wrapper
+``CountedFeatures`` (``overhead.py``) for everyone alike.  Recorded per iterate: passes of
+``q`` (forward + backward), seconds (recording excluded), the exact objective ``phi`` and
+``||grad phi_eps||``.
+
+Usage::
+
+    python benchmarks/race.py                    # MRI and block CS, writes benchmarks/results/race.{json,png}
+    python benchmarks/race.py --quick            # smoke run
+    python benchmarks/race.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lda_opt as lo
+from lda_opt.algorithms.base import Backtracking, Counter, StepOutput, accept, sq_norm
+from lda_opt.smoothing import Huber, Smoothing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from overhead import CountedFeatures, environment, feature_cnn, output_dir, sync
+
+COMPETITORS = ("lda", "meta-lda", "elda", "gd-armijo", "agd", "torch-lbfgs", "scipy-lbfgsb")
+
+
+# ---------------------------------------------------------------------------------------
+# the problems
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Task:
+    """One learned problem of the race."""
+
+    name: str
+    problem: lo.Problem
+    x0: torch.Tensor
+    q: CountedFeatures
+    truth: torch.Tensor
+    info: dict = field(default_factory=dict)
+
+
+def mri_task(size: int, width: int, depth: int, weight: float, dtype: torch.dtype, device: str,
+             ratio: float = 0.3, noise: float = 0.01, seed: int = 0) -> Task:
+    """Radial-mask MRI of a random-ellipse phantom, ``x0 = A^H y``, complex ``FeatureCNN``."""
+    from lda_opt.data import masks, mri
+
+    cdt = torch.complex128 if dtype == torch.float64 else torch.complex64
+    truth = mri.random_ellipses(1, size, seed, dtype=cdt).to(device)
+    mask = masks.radial((size, size), ratio, seed, dtype=dtype).to(device)
+    A = lo.operators.MRI(mask)
+    gen = torch.Generator().manual_seed(seed + 1)
+    kn = torch.randn(truth.shape, generator=gen, dtype=cdt).to(device)
+    y = A(truth) + noise * A(kn)
+    q = CountedFeatures(feature_cnn(width, depth, seed, complex=True, dtype=dtype, device=device))
+    p = lo.Problem(lo.LeastSquares(A, y), q, weight)
+    return Task("mri", p, A.H(y), q, truth,
+                {"size": size, "mask": "radial", "ratio": ratio, "noise": noise, "weight": weight})
+
+
+def cs_task(width: int, depth: int, weight: float, dtype: torch.dtype, device: str,
+            ratio: float = 0.25, noise: float = 0.0, seed: int = 0, n_train: int = 1000) -> Task:
+    """Block compressed sensing (33x33 block of 'camera', Gaussian Phi with orthonormal rows,
+    ``x0 = Q b`` with the ISTA-Net initializer fitted on training blocks), real ``FeatureCNN``."""
+    from lda_opt.data import block_cs, images
+
+    Phi = block_cs.gaussian_sampling_matrix(ratio, seed=seed, dtype=torch.float64)
+    Q = block_cs.initializer_matrix(Phi, block_cs.training_blocks(n_train, size=128, seed=seed))
+    img = images.load_image("camera", size=128, dtype=torch.float64)
+    truth = img[:, :, 40:73, 40:73].contiguous()
+    b = block_cs.measure_blocks(truth, Phi)
+    if noise > 0:
+        b = b + noise * torch.randn(b.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=b.dtype)
+    x0 = block_cs.initial_blocks(b, Q)
+    A = lo.operators.Matrix(Phi.to(dtype).to(device), (1, 33, 33))
+    q = CountedFeatures(feature_cnn(width, depth, seed, dtype=dtype, device=device))
+    p = lo.Problem(lo.LeastSquares(A, b.to(dtype).to(device)), q, weight)
+    return Task("block-cs", p, x0.to(dtype).to(device), q, truth.to(dtype).to(device),
+                {"block": 33, "ratio": ratio, "noise": noise, "weight": weight, "n_train": n_train})
+
+
+# ---------------------------------------------------------------------------------------
+# continuation and records
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Continuation:
+    """The shared eps-continuation and certificate."""
+
+    eps0: float
+    gamma: float
+    sigma: float
+    eps_tol: float
+
+    def reduce(self, grad_norm: float, eps: float) -> bool:
+        return grad_norm < self.sigma * self.gamma * eps
+
+    def done(self, eps: float) -> bool:
+        return self.sigma * eps < self.eps_tol
+
+
+class Recorder:
+    """Per-iterate records; the time spent recording is excluded from ``seconds``."""
+
+    def __init__(self, q: CountedFeatures, device) -> None:
+        self.q = q
+        self.device = device
+        self.rows: list[dict] = []
+        self.t0 = time.perf_counter()
+        self.excluded = 0.0
+
+    def record(self, phi: float, grad_norm: float, eps: float) -> None:
+        sync(self.device)
+        t = time.perf_counter()
+        self.rows.append({"forward": self.q.forward_calls, "backward": self.q.backward_calls,
+                          "seconds": t - self.t0 - self.excluded, "phi": phi, "grad_norm": grad_norm,
+                          "eps": eps})
+        self.excluded += time.perf_counter() - t
+
+
+class _OutOfBudget(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------
+# the library's solvers (and GD with Armijo, run by the library's loop)
+# ---------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class GDArmijo(lo.GD):
+    r"""Gradient descent with the classical Armijo rule
+    ``phi_eps(x - s g) <= phi_eps(x) - c1 s ||g||^2`` (``g = grad phi_eps(x)``), ``s`` from
+    ``alpha`` halved until it holds (``c1 = c``).  Since ``||v - x|| = s ||g||`` the test is
+    ``phi_eps(v) - phi_eps(x) <= -c1 ||v - x|| ||g||``."""
+
+    c: float = 1e-4
+    name = "gd-armijo"
+
+    def step(self, oracle, state, overrides=None):
+        x, eps = state.point, state.eps
+        b = eps.shape[0]
+        cnt = Counter(b, eps.device)
+        gnorm = sq_norm(x.grad).sqrt()
+        c1 = self.c
+        rule = lambda pv, px, d2, e, rows: pv - px <= -c1 * d2.sqrt() * gnorm[rows]
+        everyone = torch.ones(b, dtype=torch.bool, device=eps.device)
+        alpha = self.param("alpha", b, eps, overrides)
+        ls = Backtracking(self.shrink, self.max_linesearch).search(oracle, x, eps, everyone, alpha, rule, cnt)
+        new, _ = accept(oracle, x, eps, [(ls.point, ls.accepted)], cnt)
+        return StepOutput(new, torch.where(ls.accepted, 1, -1), ls.step.detach(), ls.evaluations,
+                          ls.capped, cnt)
+
+
+def library_solver(name: str, cont: Continuation, max_iter: int) -> lo.Solver:
+    """The library's competitor ``name`` with the shared continuation."""
+    common = {"eps0": cont.eps0, "gamma": cont.gamma, "sigma": cont.sigma, "eps_tol": cont.eps_tol,
+              "max_iter": max_iter}
+    if name == "lda":
+        return lo.LDA(**common)
+    if name == "meta-lda":
+        return lo.MetaLDA(**common, alpha=0.5, tau=0.5)
+    if name == "elda":
+        return lo.ELDA(**common)
+    if name == "gd-armijo":
+        return GDArmijo(**common, max_linesearch=60)
+    if name == "agd":
+        return lo.AGD(**common)
+    raise ValueError(name)
+
+
+def run_library(name: str, task: Task, cont: Continuation, max_passes: int) -> dict:
+    """Run a library solver; record after every iteration (``init_state`` counted)."""
+    solver = library_solver(name, cont, max_iter=10 ** 6)
+    rec = Recorder(task.q, task.x0.device)
+
+    def cb(k, state, r):
+        rec.record(float(r["phi"][0]), float(r["grad_norm"][0]), float(r["eps"][0]))
+        if task.q.forward_calls + task.q.backward_calls > max_passes:
+            raise _OutOfBudget
+
+    task.q.reset()
+    rec.t0 = time.perf_counter()
+    try:
+        res = solver.run(task.problem, task.x0, callback=cb)
+        reason, x = res.reason[0], res.x
+    except _OutOfBudget:
+        reason, x = "pass budget", None
+    return {"rows": rec.rows, "reason": reason, "certified": reason == "converged",
+            "smoothing": solver.smoothing.name, "x": x}
+
+
+# ---------------------------------------------------------------------------------------
+# phi_eps for the quasi-Newton competitors
+# ---------------------------------------------------------------------------------------
+class SmoothedObjective:
+    """``phi_eps(x)`` and its gradient for a single-sample problem, counted on ``q``.
+
+    Keeps the last ``memory`` forwards of ``q`` (point, features, graph): evaluating a
+    cached point costs no forward, and its gradient at a new ``eps`` costs one backward.
+    ``x`` may be given as a real view (complex problems: ``view_as_real``)."""
+
+    def __init__(self, problem: lo.Problem, smoothing: Smoothing, complex_x: bool, memory: int = 6) -> None:
+        self.p = problem
+        self.s = smoothing
+        self.complex_x = complex_x
+        self.memory = memory
+        self.cache: list[dict] = []
+
+    def _as_x(self, xr: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_complex(xr) if self.complex_x else xr
+
+    def _entry(self, xr: torch.Tensor) -> dict:
+        for e in self.cache:
+            if torch.equal(e["xr"], xr):
+                return e
+        leaf = self._as_x(xr.detach().clone()).requires_grad_(True)
+        with torch.enable_grad():
+            g = self.p.features(leaf)
+        with torch.no_grad():
+            f, grad_f = self.p.fidelity.value_and_grad(leaf.detach())
+        e = {"xr": xr.detach().clone(), "leaf": leaf, "g": g, "f": f, "grad_f": grad_f, "grads": {}}
+        self.cache.append(e)
+        if len(self.cache) > self.memory:
+            self.cache.pop(0)
+        return e
+
+    def value(self, xr: torch.Tensor, eps: float) -> float:
+        e = self._entry(xr)
+        with torch.no_grad():
+            return float(e["f"][0] + self.p.kappa(e["f"]) * self.s.value(e["g"].detach(), eps)[0])
+
+    def grad(self, xr: torch.Tensor, eps: float) -> torch.Tensor:
+        """``grad phi_eps`` as a real tensor shaped like ``xr`` (one backward unless cached)."""
+        e = self._entry(xr)
+        if eps not in e["grads"]:
+            y = self.s.dual(e["g"].detach(), eps)
+            (v,) = torch.autograd.grad(e["g"], e["leaf"], y, retain_graph=True)
+            g = e["grad_f"] + self.p.kappa(e["f"]) * v
+            e["grads"][eps] = torch.view_as_real(g) if self.complex_x else g
+        return e["grads"][eps]
+
+    def phi(self, xr: torch.Tensor) -> float:
+        e = self._entry(xr)
+        with torch.no_grad():
+            return float(e["f"][0] + self.p.kappa(e["f"]) * Smoothing.exact(e["g"].detach())[0])
+
+
+def run_torch_lbfgs(task: Task, cont: Continuation, max_passes: int, history: int = 10) -> dict:
+    """``torch.optim.LBFGS`` (strong Wolfe) under the shared continuation."""
+    cplx = task.x0.is_complex()
+    obj = SmoothedObjective(task.problem, Huber(), cplx)
+    xr = (torch.view_as_real(task.x0) if cplx else task.x0).detach().clone().requires_grad_(True)
+    def make():
+        return torch.optim.LBFGS([xr], lr=1.0, max_iter=1, history_size=history, line_search_fn="strong_wolfe",
+                                 tolerance_grad=0.0, tolerance_change=0.0)
+
+    opt = make()
+    eps = cont.eps0
+    rec = Recorder(task.q, task.x0.device)
+    task.q.reset()
+
+    def closure():
+        x = xr.detach()
+        xr.grad = obj.grad(x, eps).clone()
+        return torch.tensor(obj.value(x, eps), dtype=xr.dtype)
+
+    rec.t0 = time.perf_counter()
+    reason, stalls, restarts = "running", 0, 0
+    obj.grad(xr.detach(), eps)  # the start: one forward, one backward
+    while reason == "running":
+        before = xr.detach().clone()
+        opt.step(closure)
+        x = xr.detach()
+        gn = float(obj.grad(x, eps).norm())
+        moved = not torch.equal(before, x)
+        if moved:
+            rec.record(obj.phi(x), gn, eps)
+        stalls = 0 if moved else stalls + 1
+        if not math.isfinite(gn):
+            reason = "nonfinite"
+        elif cont.reduce(gn, eps):
+            eps *= cont.gamma
+            if cont.done(eps):
+                reason = "converged"
+        elif stalls == 1:
+            # no step: after an eps reduction the kept curvature pairs can give an ascent
+            # direction (LBFGS then returns without moving); restart with an empty history
+            opt = make()
+            restarts += 1
+        elif stalls >= 2:
+            reason = "stalled"
+        if task.q.forward_calls + task.q.backward_calls > max_passes and reason == "running":
+            reason = "pass budget"
+    return {"rows": rec.rows, "reason": reason, "certified": reason == "converged", "smoothing": "huber",
+            "restarts": restarts, "x": torch.view_as_complex(xr.detach()) if cplx else xr.detach()}
+
+
+def run_scipy_lbfgsb(task: Task, cont: Continuation, max_passes: int, history: int = 10) -> dict:
+    """``scipy.optimize.minimize(method="L-BFGS-B")``, one call per smoothing level."""
+    from scipy.optimize import minimize
+
+    cplx = task.x0.is_complex()
+    obj = SmoothedObjective(task.problem, Huber(), cplx)
+    xr0 = (torch.view_as_real(task.x0) if cplx else task.x0).detach()
+    shape, dtype, dev = xr0.shape, xr0.dtype, xr0.device
+    to_t = lambda v: torch.as_tensor(v, dtype=dtype, device=dev).reshape(shape)
+    rec = Recorder(task.q, task.x0.device)
+    task.q.reset()
+    state = {"eps": cont.eps0, "reason": "running"}
+
+    def fun(v):
+        x = to_t(v)
+        return obj.value(x, state["eps"]), obj.grad(x, state["eps"]).detach().cpu().double().numpy().ravel()
+
+    def callback(intermediate_result):
+        x = to_t(intermediate_result.x)
+        gn = float(obj.grad(x, state["eps"]).norm())
+        rec.record(obj.phi(x), gn, state["eps"])
+        if not math.isfinite(gn):
+            state["reason"] = "nonfinite"
+            raise StopIteration
+        if cont.reduce(gn, state["eps"]):
+            state["hit"] = True
+            raise StopIteration
+        if task.q.forward_calls + task.q.backward_calls > max_passes:
+            state["reason"] = "pass budget"
+            raise StopIteration
+
+    rec.t0 = time.perf_counter()
+    v = xr0.cpu().double().numpy().ravel()
+    while state["reason"] == "running":
+        state["hit"] = False
+        r = minimize(fun, v, jac=True, method="L-BFGS-B", callback=callback,
+                     options={"maxcor": history, "ftol": 0.0, "gtol": 0.0, "maxiter": 10 ** 6, "maxfun": 10 ** 7})
+        v = r.x
+        if state["reason"] != "running":
+            break
+        if not state["hit"]:
+            state["reason"] = f"stalled ({r.message})"
+            break
+        state["eps"] *= cont.gamma
+        if cont.done(state["eps"]):
+            state["reason"] = "converged"
+    x = to_t(v)
+    return {"rows": rec.rows, "reason": state["reason"], "certified": state["reason"] == "converged",
+            "smoothing": "huber", "x": torch.view_as_complex(x) if cplx else x}
+
+
+# ---------------------------------------------------------------------------------------
+# driver, table, plot
+# ---------------------------------------------------------------------------------------
+def race(task: Task, cont: Continuation, competitors, max_passes: int) -> dict:
+    """Run every competitor on ``task``; returns per-competitor summaries and curves."""
+    out = {}
+    for name in competitors:
+        t0 = time.perf_counter()
+        if name == "torch-lbfgs":
+            r = run_torch_lbfgs(task, cont, max_passes)
+        elif name == "scipy-lbfgsb":
+            r = run_scipy_lbfgsb(task, cont, max_passes)
+        else:
+            r = run_library(name, task, cont, max_passes)
+        rows = r["rows"]
+        last = rows[-1] if rows else {}
+        x = r.pop("x")
+        with torch.no_grad():
+            err = None
+            if x is not None:
+                err = float((x - task.truth).abs().norm() / task.truth.abs().norm())
+        out[name] = {
+            "certified": r["certified"], "reason": r["reason"], "smoothing": r["smoothing"],
+            "iterations": len(rows),
+            "forward": last.get("forward"), "backward": last.get("backward"),
+            "passes": None if not rows else last["forward"] + last["backward"],
+            "seconds": last.get("seconds"), "wall_seconds_total": time.perf_counter() - t0,
+            "phi_final": last.get("phi"), "grad_norm_final": last.get("grad_norm"), "eps_final": last.get("eps"),
+            "relative_error": err, "restarts": r.get("restarts"),
+            "curve": {k: [row[k] for row in rows] for k in ("forward", "backward", "seconds", "phi", "grad_norm", "eps")},
+        }
+        o = out[name]
+        print(f"  {task.name:8s} {name:13s} {o['reason']:12s} iters {o['iterations']:5d} passes {o['passes']} "
+              f"(F {o['forward']}, B {o['backward']}) {o['seconds'] or 0:.2f} s  phi {o['phi_final']:.6g}  "
+              f"|grad| {o['grad_norm_final']:.3g}", flush=True)
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    """phi - phi_best and ||grad phi_eps|| against passes and against seconds, per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(results["tasks"])
+    fig, axes = plt.subplots(len(tasks), 4, figsize=(17, 3.6 * len(tasks)), squeeze=False)
+    for i, tname in enumerate(tasks):
+        comp = results["tasks"][tname]["competitors"]
+        best = min(min(c["curve"]["phi"]) for c in comp.values() if c["curve"]["phi"])
+        for name, c in comp.items():
+            cv = c["curve"]
+            if not cv["phi"]:
+                continue
+            passes = [f + b for f, b in zip(cv["forward"], cv["backward"])]
+            gap = [max(p - best, 1e-12 * max(abs(best), 1.0)) for p in cv["phi"]]
+            ls = "-" if name in ("lda", "meta-lda", "elda") else "--"
+            for j, (xs, ys) in enumerate(((passes, gap), (passes, cv["grad_norm"]),
+                                          (cv["seconds"], gap), (cv["seconds"], cv["grad_norm"]))):
+                axes[i, j].plot(xs, ys, ls, label=name + ("" if c["certified"] else " (no cert.)"), lw=1.2)
+        for j, (xl, yl) in enumerate((("passes of q (forward + backward)", "phi - phi_best"),
+                                      ("passes of q (forward + backward)", "||grad phi_eps||"),
+                                      ("seconds", "phi - phi_best"), ("seconds", "||grad phi_eps||"))):
+            ax = axes[i, j]
+            ax.set_yscale("log")
+            ax.set_xlabel(xl)
+            ax.set_ylabel(yl)
+            ax.set_title(tname, fontsize=9)
+        axes[i, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point; returns the result dict (also written as JSON)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    ap.add_argument("--tasks", nargs="*", default=["mri", "block-cs"], choices=["mri", "block-cs"])
+    ap.add_argument("--competitors", nargs="*", default=list(COMPETITORS), choices=COMPETITORS)
+    ap.add_argument("--size", type=int, default=32, help="MRI image size")
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--weight-mri", type=float, default=0.01)
+    ap.add_argument("--weight-cs", type=float, default=0.01)
+    ap.add_argument("--eps0", type=float, default=1e-2)
+    ap.add_argument("--gamma", type=float, default=0.9)
+    ap.add_argument("--sigma", type=float, default=1.0)
+    ap.add_argument("--eps-tol", type=float, default=1e-3)
+    ap.add_argument("--max-passes", type=int, default=6000)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 16x16 MRI, FeatureCNN(8, 2), loose tolerance")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.size, args.width, args.depth, args.eps_tol, args.max_passes = 16, 8, 2, 5e-3, 1500
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    cont = Continuation(args.eps0, args.gamma, args.sigma, args.eps_tol)
+    out = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "continuation": cont.__dict__, "environment": environment(args.device, args.threads), "tasks": {}}
+    for tname in args.tasks:
+        if tname == "mri":
+            task = mri_task(args.size, args.width, args.depth, args.weight_mri, dtype, args.device)
+        else:
+            task = cs_task(args.width, args.depth, args.weight_cs, dtype, args.device)
+        print(f"task {tname}: {task.info}", flush=True)
+        comp = race(task, cont, args.competitors, args.max_passes)
+        out["tasks"][tname] = {"info": task.info, "competitors": comp, "table": table(comp)}
+    out["environment"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    d = output_dir(args.out, args.quick)
+    (d / "race.json").write_text(json.dumps(out, indent=1))
+    plot(out, d / "race.png")
+    print(f"wrote {d / 'race.json'} and race.png")
+    return out
+
+
+def table(comp: dict) -> list[dict]:
+    """Rows sorted by passes to the certificate (uncertified last)."""
+    rows = [{"competitor": n, "certified": c["certified"], "reason": c["reason"], "passes": c["passes"],
+             "forward": c["forward"], "backward": c["backward"], "seconds": c["seconds"],
+             "iterations": c["iterations"], "phi_final": c["phi_final"]} for n, c in comp.items()]
+    return sorted(rows, key=lambda r: (not r["certified"], r["passes"] if r["passes"] is not None else math.inf))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(0 if main() else 1)
