@@ -34,8 +34,11 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# micro-benchmarks: benchmarks/bench_*.py (pytest-benchmark); the scripts overhead.py,
+# batch.py and race.py are run by hand (see benchmarks/README.md)
 bench: install
-	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-json=benchmarks/results/micro.json
+	$(PY) -m pytest -q benchmarks -o python_files='bench_*.py' --benchmark-only \
+		--benchmark-json=benchmarks/results/micro.json
 
 lint: install
 	$(PY) -m ruff check lda_opt tests benchmarks
