@@ -115,11 +115,20 @@ def _solver(cls, iterations):
     return cls(**kw)
 
 
-def _check_flat(cls, iterations, checkpoints):
+def _check_flat(cls, iterations, checkpoints, monkeypatch):
     p, x0 = _problem()
     counter = SavedTensorCounter()
     alive, sizes = [], {}
     holder = {}
+
+    # the callback needs the run's Trace (its storages grow by design): catch its creation
+    original = lo.algorithms.base.Trace
+
+    def make_trace(b):
+        holder["trace"] = original(b)
+        return holder["trace"]
+
+    monkeypatch.setattr(lo.algorithms.base, "Trace", make_trace)
 
     def cb(k, state, rec):
         alive.append(counter.alive)
@@ -127,20 +136,8 @@ def _check_flat(cls, iterations, checkpoints):
             gc.collect()
             sizes[k + 1] = _storages_bytes(_trace_storages(holder["trace"]))
 
-    solver = _solver(cls, iterations)
-    # reach the Trace from the callback: run() creates it, so wrap Trace construction
-    original = lo.algorithms.base.Trace
-
-    def make_trace(b):
-        holder["trace"] = original(b)
-        return holder["trace"]
-
-    lo.algorithms.base.Trace = make_trace
-    try:
-        with counter.hooks():
-            res = solver.run(p, x0, callback=cb)
-    finally:
-        lo.algorithms.base.Trace = original
+    with counter.hooks():
+        res = _solver(cls, iterations).run(p, x0, callback=cb)
     assert int(res.iterations[0]) == iterations and res.reason == ["max_iter"]
     assert counter.packed > 10 * iterations  # the hooks did see the graphs being built
     assert max(alive) == 0  # no saved tensor survives an iteration
@@ -150,10 +147,10 @@ def _check_flat(cls, iterations, checkpoints):
 
 
 @pytest.mark.parametrize("cls", [lo.LDA, lo.MetaLDA, lo.ELDA], ids=lambda c: c.name)
-def test_memory_flat(cls):
-    _check_flat(cls, 300, {50, 150, 300})
+def test_memory_flat(cls, monkeypatch):
+    _check_flat(cls, 300, {50, 150, 300}, monkeypatch)
 
 
 @pytest.mark.slow
-def test_memory_flat_20k():
-    _check_flat(lo.ELDA, 20_000, {100, 5_000, 10_000, 20_000})
+def test_memory_flat_20k(monkeypatch):
+    _check_flat(lo.ELDA, 20_000, {100, 5_000, 10_000, 20_000}, monkeypatch)
