@@ -1,6 +1,6 @@
 """``lda-opt train --config FILE``: stair-train an unrolled LDA-Net (LDA Sec. 4.1).
 
-Writes into ``--out DIR`` (default ``train_out/NAME``): ``config.json``, ``log.json`` (one
+Writes into ``--out DIR`` (default ``build/runs/NAME``): ``config.json``, ``log.json`` (one
 record per epoch), ``curves.png``, the inference checkpoint ``model.safetensors`` +
 ``model.json`` and the resume state ``state.safetensors`` + ``state.json`` (every epoch).
 ``--resume`` continues an interrupted run bit for bit.  See :mod:`lda_opt.learning.train`.
@@ -17,7 +17,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``lda-opt train``."""
     parser.add_argument("--config", required=True, help="training config (JSON; see lda_opt.learning.config)")
-    parser.add_argument("--out", default=None, help="output directory (default: train_out/NAME)")
+    parser.add_argument("--out", default=None, help="output directory (default: build/runs/NAME)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
     parser.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..learning.train import train
 
     config = load_config(args.config)
-    out = Path(args.out) if args.out else Path("train_out") / config.name
+    out = Path(args.out) if args.out else Path("build") / "runs" / config.name
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a directory; {out} is a file")
     if args.stop_after is not None and args.stop_after < 1:

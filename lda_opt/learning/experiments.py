@@ -1,0 +1,70 @@
+"""Building blocks of the benchmark scripts (``benchmarks/block_cs.py``, ``mri.py``,
+``beyond_phases.py``): train-or-reuse a config, evaluate a trained network on held-out
+images phase by phase, and collect metrics into JSON-able records."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .net import LDANet
+from .reference import image_metrics
+from .shipped import load_lda_net
+from .tasks import Measurement
+from .train import LOG_FILE, MODEL_FILE, STATE_FILE, train
+
+__all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse"]
+
+
+def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool = True) -> tuple[LDANet, dict]:
+    """The trained network of ``config`` in ``out_dir``: reused when a complete run with the
+    same config is there, resumed when an interrupted one is, trained otherwise.  Returns
+    ``(net, log)``."""
+    out = Path(out_dir)
+    log_path = out / LOG_FILE
+    log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else None
+    same = log is not None and log.get("config") == config.to_dict()
+    if not (same and log.get("complete")):
+        resume = same and (out / STATE_FILE).is_file()
+        log = train(config, out, resume=resume, quiet=quiet)
+    return load_lda_net(out / MODEL_FILE), log
+
+
+def reconstruct_images(net: LDANet, m: Measurement, batch_size: int = 64,
+                       phases: int | None = None) -> torch.Tensor:
+    """The ``phases``-phase reconstructions of ``m`` as images (blocks reassembled)."""
+    outs = []
+    n = m.y.shape[0]
+    for s in range(0, n, batch_size):
+        sub = m.select(torch.arange(s, min(n, s + batch_size)))
+        x, _ = net.reconstruct(net.problem(sub.fidelity()), sub.x0, phases)
+        outs.append(x)
+    return m.to_image(torch.cat(outs))
+
+
+def mean_metrics(x: torch.Tensor, truth: torch.Tensor) -> dict:
+    """Mean and per-image PSNR / SSIM / RelErr (see :func:`lda_opt.learning.reference.image_metrics`)."""
+    met = image_metrics(x, truth)
+    return {k: sum(v) / len(v) for k, v in met.items()} | {"per_image": met}
+
+
+def phase_curve(net: LDANet, m: Measurement, batch_size: int = 64) -> list[float]:
+    """Mean test PSNR after each phase ``k = 0, ..., K`` (``k = 0``: the start ``x0``), from one
+    pass through the phases (LDA Fig. 6)."""
+    n = m.y.shape[0]
+    per_phase: list[list[torch.Tensor]] = [[] for _ in range(net.phases + 1)]
+    for s in range(0, n, batch_size):
+        sub = m.select(torch.arange(s, min(n, s + batch_size)))
+        per_phase[0].append(sub.x0)
+
+        def grab(k, state, rec):
+            per_phase[k + 1].append(state.point.x.detach())
+
+        with torch.no_grad():
+            net(net.problem(sub.fidelity()), sub.x0, callback=grab)
+    truth = m.to_image(m.truth)
+    return [mean_metrics(m.to_image(torch.cat(xs)), truth)["psnr"] for xs in per_phase]
