@@ -284,6 +284,7 @@ def measure(solver: lo.Solver, problem: lo.Problem, x0: torch.Tensor, q: Counted
         "iterations": iters,
         "seconds": res.seconds,
         "seconds_per_iteration": res.seconds / iters,
+        "iterations_per_second": iters / res.seconds,
         "replay_seconds": acc["replay_s"],
         "ratio": res.seconds / acc["replay_s"],
         "ratio_cpu": solver_cpu / acc["replay_cpu"],

@@ -12,7 +12,8 @@ smoothing) until ``||grad phi_eps(x)|| < sigma gamma eps`` at an iterate ``x``; 
 
 Competitors:
 
-* ``lda``, ``meta-lda``, ``elda``: the library's solvers (continuation built in);
+* ``lda``, ``meta-lda``, ``elda``: the library's solvers (continuation built in; LDA with
+  its default warm-started backtracking);
 * ``gd-armijo``: gradient descent on ``phi_eps`` with Armijo backtracking
   (``phi_eps(x - s g) <= phi_eps(x) - c1 s ||g||^2``, ``c1 = 1e-4``, ``s = 1, 1/2, ...``),
   run by the library's loop (:class:`GDArmijo`);
@@ -31,6 +32,10 @@ same reuse the library's solvers get).  Passes are counted by the hidden wrapper
 ``CountedFeatures`` (``overhead.py``) for everyone alike.  Recorded per iterate: passes of
 ``q`` (forward + backward), seconds (recording excluded), the exact objective ``phi`` and
 ``||grad phi_eps||``.
+
+Variants (not in the default list): ``lda-reset`` (LDA with ``warm_start=False``: the
+backtracking restarts at ``alpha`` every iteration) and ``elda-warm`` (ELDA whose (4.11)
+search starts at ``min(alpha_bar, s_prev / rho)`` instead of ``alpha_bar``).
 
 Usage::
 
@@ -61,6 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import CountedFeatures, environment, feature_cnn, output_dir, sync
 
 COMPETITORS = ("lda", "meta-lda", "elda", "gd-armijo", "agd", "torch-lbfgs", "scipy-lbfgsb")
+#: variants of ours that are not the papers' algorithms (raced with ``--competitors``)
+VARIANTS = ("lda-reset", "elda-warm")
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,6 +194,42 @@ class GDArmijo(lo.GD):
                           ls.capped, cnt)
 
 
+class _WarmStart:
+    r"""Mixin: start the backtracking of the gradient candidate ``v`` at
+    ``min(s_max, s_prev / rho)`` (``s_prev``: this sample's last accepted v-step) instead
+    of at ``s_max`` in every iteration (LDA's own ``warm_start=True`` does this for LDA/GD).
+    Any start keeps the sufficient-decrease test, so the descent lemmas still hold; for ELDA
+    the iterates differ from Algorithm 1, whose line 7 resets the step (a **variant**, raced
+    to measure what the reset costs)."""
+
+    #: the hyper-parameter holding the reset value
+    start_param = "alpha_bar"
+
+    def _shrink(self) -> float:
+        return self.rho
+
+    def init_aux(self, point):
+        s_max = float(getattr(self, self.start_param))
+        return {"s0": torch.full(point.phi_eps.shape, s_max, dtype=point.phi_eps.dtype,
+                                 device=point.phi_eps.device)}
+
+    def step(self, oracle, state, overrides=None):
+        s_max = float(getattr(self, self.start_param))
+        out = super().step(oracle, state, {**(overrides or {}), self.start_param: state.aux["s0"]})
+        took_v = out.branch == 1
+        nxt = torch.clamp(out.step.detach() / self._shrink(), max=s_max)
+        out.aux = {"s0": torch.where(took_v, nxt, state.aux["s0"])}
+        return out
+
+
+@dataclass(kw_only=True)
+class ELDAWarm(_WarmStart, lo.ELDA):
+    """ELDA with the (4.11) search warm-started instead of reset to ``alpha_bar`` (variant)."""
+
+    name = "elda-warm"
+    start_param = "alpha_bar"
+
+
 def library_solver(name: str, cont: Continuation, max_iter: int) -> lo.Solver:
     """The library's competitor ``name`` with the shared continuation."""
     common = {"eps0": cont.eps0, "gamma": cont.gamma, "sigma": cont.sigma, "eps_tol": cont.eps_tol,
@@ -201,6 +244,10 @@ def library_solver(name: str, cont: Continuation, max_iter: int) -> lo.Solver:
         return GDArmijo(**common, max_linesearch=60)
     if name == "agd":
         return lo.AGD(**common)
+    if name == "lda-reset":
+        return lo.LDA(**common, warm_start=False)
+    if name == "elda-warm":
+        return ELDAWarm(**common)
     raise ValueError(name)
 
 
@@ -438,7 +485,7 @@ def plot(results: dict, path: Path) -> None:
                 continue
             passes = [f + b for f, b in zip(cv["forward"], cv["backward"])]
             gap = [max(p - best, 1e-12 * max(abs(best), 1.0)) for p in cv["phi"]]
-            ls = "-" if name in ("lda", "meta-lda", "elda") else "--"
+            ls = "-" if name in ("lda", "meta-lda", "elda") else (":" if name in VARIANTS else "--")
             for j, (xs, ys) in enumerate(((passes, gap), (passes, cv["grad_norm"]),
                                           (cv["seconds"], gap), (cv["seconds"], cv["grad_norm"]))):
                 axes[i, j].plot(xs, ys, ls, label=name + ("" if c["certified"] else " (no cert.)"), lw=1.2)
@@ -463,7 +510,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     ap.add_argument("--tasks", nargs="*", default=["mri", "block-cs"], choices=["mri", "block-cs"])
-    ap.add_argument("--competitors", nargs="*", default=list(COMPETITORS), choices=COMPETITORS)
+    ap.add_argument("--competitors", nargs="*", default=list(COMPETITORS), choices=COMPETITORS + VARIANTS)
+    ap.add_argument("--merge", action="store_true",
+                    help="add these competitors to the race.json already in the output folder")
     ap.add_argument("--size", type=int, default=32, help="MRI image size")
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--depth", type=int, default=4)
@@ -494,6 +543,16 @@ def main(argv: list[str] | None = None) -> dict:
         out["tasks"][tname] = {"info": task.info, "competitors": comp, "table": table(comp)}
     out["environment"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     d = output_dir(args.out, args.quick)
+    if args.merge and (d / "race.json").exists():
+        old = json.loads((d / "race.json").read_text())
+        for tname, t in out["tasks"].items():
+            if tname in old["tasks"]:
+                old["tasks"][tname]["competitors"].update(t["competitors"])
+                old["tasks"][tname]["table"] = table(old["tasks"][tname]["competitors"])
+            else:
+                old["tasks"][tname] = t
+        old.setdefault("merged_runs", []).append({"config": out["config"], "environment": out["environment"]})
+        out = old
     (d / "race.json").write_text(json.dumps(out, indent=1))
     plot(out, d / "race.png")
     print(f"wrote {d / 'race.json'} and race.png")
