@@ -762,11 +762,11 @@ def test_end_to_end_solve_then_check(tmp_path, capsys):
         "--problem",
         "tv-denoise",
         "--size",
-        "12",
+        "8",
         "--algorithm",
         "elda",
         "--max-iter",
-        "15",
+        "10",
         "--quiet",
         "--out",
         str(out),
@@ -778,7 +778,8 @@ def test_end_to_end_solve_then_check(tmp_path, capsys):
     assert "elda: OK" in capsys.readouterr().out
     trace = load_run(out)["trace"]  # read back exactly (float64)
     d = trace.sample(0)
-    k = next(k for k in range(1, len(d["eps"]) - 1) if not d["eps_next"][k] < d["eps"][k])
+    assert len(d["eps"]) >= 3
+    k = next((k for k in range(1, len(d["eps"]) - 1) if not d["eps_next"][k] < d["eps"][k]), 1)
 
     def edit(dd):
         dd["phi_eps"][k, 0] = dd["phi_eps_prev"][k, 0] + 1.0
