@@ -16,8 +16,6 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from ..checks import Report, check_trace
 from ..trace import Trace
 
@@ -119,14 +117,7 @@ def load_run(directory: str | Path) -> dict:
         final = final if isinstance(final, list) else [final]
         if len(final) != len(reasons) or not all(isinstance(v, (int, float)) for v in final):
             raise ValueError(f"{rpath}: 'phi_eps_final' must hold one number per sample")
-    # Trace.from_csv builds its tensors with torch's default dtype: make that float64 so the
-    # values (written with repr, i.e. exactly) are read back exactly.
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        trace = Trace.from_csv(tpath, batch_size=len(reasons))
-    finally:
-        torch.set_default_dtype(previous)
+    trace = Trace.from_csv(tpath, batch_size=len(reasons))
     return {
         "trace": trace,
         "solver": solver,
