@@ -33,9 +33,14 @@ same reuse the library's solvers get).  Passes are counted by the hidden wrapper
 ``q`` (forward + backward), seconds (recording excluded), the exact objective ``phi`` and
 ``||grad phi_eps||``.
 
+Step parameters: the library's defaults (``alpha = 1 = 1/L_f`` for these normalized
+operators), except MetaLDA's ``alpha = tau = 1`` (its paper's 0.01 is for un-normalized data).
 Variants (not in the default list): ``lda-reset`` (LDA with ``warm_start=False``: the
-backtracking restarts at ``alpha`` every iteration) and ``elda-warm`` (ELDA whose (4.11)
-search starts at ``min(alpha_bar, s_prev / rho)`` instead of ``alpha_bar``).
+backtracking restarts at ``alpha`` every iteration), ``elda-eta1`` (ELDA with
+``eta1 = 0.5``: with the default ``1e-5`` test (4.9a) almost never rejects ``u``, whose fixed
+points solve ``alpha grad f + beta grad r = 0`` with ``beta < alpha``, not the stationarity of
+``phi_eps``) and ``elda-warm`` (``elda-eta1`` whose (4.11) search starts at
+``min(alpha_bar, s_prev / rho)`` instead of ``alpha_bar``).
 
 Usage::
 
@@ -67,7 +72,7 @@ from overhead import CountedFeatures, environment, feature_cnn, output_dir, sync
 
 COMPETITORS = ("lda", "meta-lda", "elda", "gd-armijo", "agd", "torch-lbfgs", "scipy-lbfgsb")
 #: variants of ours that are not the papers' algorithms (raced with ``--competitors``)
-VARIANTS = ("lda-reset", "elda-warm")
+VARIANTS = ("lda-reset", "elda-eta1", "elda-warm")
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,9 +242,11 @@ def library_solver(name: str, cont: Continuation, max_iter: int) -> lo.Solver:
     if name == "lda":
         return lo.LDA(**common)
     if name == "meta-lda":
-        return lo.MetaLDA(**common, alpha=0.5, tau=0.5)
+        return lo.MetaLDA(**common, alpha=1.0, tau=1.0)
     if name == "elda":
         return lo.ELDA(**common)
+    if name == "elda-eta1":
+        return lo.ELDA(**common, eta1=0.5)
     if name == "gd-armijo":
         return GDArmijo(**common, max_linesearch=60)
     if name == "agd":
@@ -247,7 +254,7 @@ def library_solver(name: str, cont: Continuation, max_iter: int) -> lo.Solver:
     if name == "lda-reset":
         return lo.LDA(**common, warm_start=False)
     if name == "elda-warm":
-        return ELDAWarm(**common)
+        return ELDAWarm(**common, eta1=0.5)
     raise ValueError(name)
 
 
@@ -269,7 +276,8 @@ def run_library(name: str, task: Task, cont: Continuation, max_passes: int) -> d
     except _OutOfBudget:
         reason, x = "pass budget", None
     return {"rows": rec.rows, "reason": reason, "certified": reason == "converged",
-            "smoothing": solver.smoothing.name, "x": x}
+            "smoothing": solver.smoothing.name, "x": x,
+            "config": {k: v for k, v in solver.config().items() if k != "max_iter"}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -359,17 +367,17 @@ def run_torch_lbfgs(task: Task, cont: Continuation, max_passes: int, history: in
         if moved:
             rec.record(obj.phi(x), gn, eps)
         stalls = 0 if moved else stalls + 1
+        if not moved:
+            # the strong-Wolfe search gave up (t = 0), typically after an eps reduction made
+            # the kept curvature pairs stale; the state then stays stuck: restart the history
+            opt = make()
+            restarts += 1
         if not math.isfinite(gn):
             reason = "nonfinite"
         elif cont.reduce(gn, eps):
             eps *= cont.gamma
             if cont.done(eps):
                 reason = "converged"
-        elif stalls == 1:
-            # no step: after an eps reduction the kept curvature pairs can give an ascent
-            # direction (LBFGS then returns without moving); restart with an empty history
-            opt = make()
-            restarts += 1
         elif stalls >= 2:
             reason = "stalled"
         if task.q.forward_calls + task.q.backward_calls > max_passes and reason == "running":
@@ -457,7 +465,7 @@ def race(task: Task, cont: Continuation, competitors, max_passes: int) -> dict:
             "passes": None if not rows else last["forward"] + last["backward"],
             "seconds": last.get("seconds"), "wall_seconds_total": time.perf_counter() - t0,
             "phi_final": last.get("phi"), "grad_norm_final": last.get("grad_norm"), "eps_final": last.get("eps"),
-            "relative_error": err, "restarts": r.get("restarts"),
+            "relative_error": err, "restarts": r.get("restarts"), "config": r.get("config"),
             "curve": {k: [row[k] for row in rows] for k in ("forward", "backward", "seconds", "phi", "grad_norm", "eps")},
         }
         o = out[name]
