@@ -13,6 +13,8 @@ alone, to the certificate, and reports:
   (checked: per-sample semantics);
 * ``calls``: batched calls of ``q`` (forward, backward) against the slowest member's calls
   alone -- the cost model of an accelerator, where a batched pass costs about one pass;
+* ``work_batch_over_sum_alone``: sample-passes of ``q`` executed by the batch over those of
+  its members solved one by one (a noise-free proxy of CPU work);
 * ``rows``: the sample-passes ``q`` executed against the Trace's count: a batched backward
   runs through every row of the graphs it needs (a candidate's graph holds every row that
   was evaluated with it), so rows that did not need it are carried along.
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
         def make(name=name):
             return solvers(args.max_iter, eps0=args.eps0, sigma=args.sigma, eps_tol=args.eps_tol)[name]
 
+        # warm-up (allocator, kernel selection), not timed
+        timed_run(make, sub_problem(problem, torch.arange(min(4, n), device=x0.device)), x0[:min(4, n)], q)
         # every member alone (reused by every B)
         alone = []
         for i in range(n):
@@ -158,10 +162,15 @@ def main(argv: list[str] | None = None) -> dict:
                 "converged": sum(x == "converged" for x in r["reason"]),
             }
             row["cpu_batch_over_sum_alone"] = row["cpu"] / row["cpu_sum_alone"]
+            # noise-free work: sample-passes of q executed, batch against members one by one
+            alone_rows = sum(m["forward_rows"] + m["backward_rows"] for m in members)
+            row["work_batch_over_sum_alone"] = (r["forward_rows"] + r["backward_rows"]) / alone_rows
+            row["forward_rows_equal_alone"] = r["forward_rows"] == sum(m["forward_rows"] for m in members)
             row["backward_rows_overhead"] = row["rows_executed"]["backward"] / row["rows_counted"]["backward"] - 1
             rows.append(row)
             print(f"{name:6s} B={B:3d}  per-sample cpu {row['per_sample_cpu']:.3f} s wall {row['per_sample_wall']:.3f} s"
                   f" | cpu batch/sum-alone {row['cpu_batch_over_sum_alone']:.3f}"
+                  f" work {row['work_batch_over_sum_alone']:.3f}"
                   f" | iters {row['iterations_batch']} (slowest alone {row['iterations_max_alone']},"
                   f" equal {row['iterations_equal_alone']})"
                   f" | calls F/B {r['forward_calls']}/{r['backward_calls']} vs slowest alone "
