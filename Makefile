@@ -18,18 +18,19 @@ $(VENV)/.installed: pyproject.toml
 	else \
 		$(PY) -m pip install -q "torch==2.13.0"; \
 	fi
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[test,bench,dev]"
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/lda-opt solve --problem tv-denoise --image camera --size 128 --noise 0.1 \
-		--algorithm elda --out $(OUT)
-	@echo "demo outputs written to $(OUT)/ (result.json, trace.csv, recon.png, convergence.png)"
+	$(VENV)/bin/lda-opt solve --problem tv-denoise --image camera --size 64 --noise 0.1 \
+		--algorithm lda --out $(OUT)/tv-denoise
+	@echo "demo outputs written to $(OUT)/tv-denoise/ (result.json, trace.csv, recon.png, convergence.png)"
 
+# two workers (pytest-xdist) on the 2-core CI machine; each test process uses 1 torch thread
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
@@ -45,3 +46,16 @@ lint: install
 
 clean:
 	rm -rf $(VENV) demo_out
+
+# Retrain the shipped LDA-Net checkpoints (lda_opt/checkpoints/NAME.{safetensors,json}) from
+# their training configs (NAME.config.json), seeded and on 1 CPU thread: bit-identical weights
+# on the same machine. Training directories go to build/runs/NAME (log.json, curves.png).
+SHIPPED_CHECKPOINTS := block_cs_25 mri_radial_20
+.PHONY: checkpoints
+checkpoints: install
+	@for n in $(SHIPPED_CHECKPOINTS); do \
+		$(VENV)/bin/lda-opt train --config lda_opt/checkpoints/$$n.config.json --out build/runs/$$n || exit 1; \
+		cp build/runs/$$n/model.safetensors lda_opt/checkpoints/$$n.safetensors || exit 1; \
+		cp build/runs/$$n/model.json lda_opt/checkpoints/$$n.json || exit 1; \
+	done
+	@echo "shipped checkpoints rewritten in lda_opt/checkpoints/"

@@ -51,7 +51,7 @@ REGULARIZERS = ("tv", "l1")
 #: kappa for the hand-crafted regularizers, chosen on a training image (see
 #: ``lda_opt.commands.solve`` docs); a learned checkpoint brings its own weight.
 _DEFAULT_WEIGHT = {"tv-denoise": 0.08, "cs": 0.02, "mri": 0.003}
-_DEFAULT_SIZE = {"tv-denoise": 128, "cs": 99, "mri": 128}
+_DEFAULT_SIZE = {"tv-denoise": 64, "cs": 99, "mri": 64}
 _DEFAULT_IMAGE = {"tv-denoise": "camera", "cs": "camera", "mri": "shepp-logan"}
 _DEFAULT_NOISE = {"tv-denoise": 0.1, "cs": 0.0, "mri": 0.0}
 _DEFAULT_RATIO = {"cs": 0.25, "mri": 0.2}
@@ -111,7 +111,7 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
 
     ``features`` (a learned feature map) replaces ``regularizer``; ``weight`` defaults to
     :func:`default_weight`; ``size``, ``image``, ``noise`` and ``ratio`` default per kind
-    (128 / camera / 0.1 for TV denoising; 99 / camera / 0 / 0.25 for CS; 128 / Shepp-Logan /
+    (64 / camera / 0.1 for TV denoising; 99 / camera / 0 / 0.25 for CS; 64 / Shepp-Logan /
     0 / 0.2 for MRI).  ``dtype`` is the real dtype (MRI runs in the matching complex dtype).
     ``sensing_seed`` (default ``seed``) draws the CS matrix or the MRI mask.  The sensing
     model is :class:`~lda_opt.learning.BlockCSTask` / :class:`~lda_opt.learning.MRITask`

@@ -51,10 +51,15 @@ def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: 
 
 
 def warm_start_aux(solver, state: State, ls) -> dict[str, torch.Tensor]:
-    """The last accepted step (kept where the search failed), for the next warm start."""
+    """The last accepted step, for the next warm start.  It is kept where the search failed
+    or where the accepted ``v`` equals ``x_k`` in floating point (a rounding-limited search
+    whose tiny step says nothing about the curvature; ``theory/README.md``, "Floating point")."""
     if not (solver.linesearch and solver.warm_start):
         return {}
-    return {"alpha_prev": torch.where(ls.accepted, ls.step.detach(), state.aux["alpha_prev"])}
+    with torch.no_grad():
+        moved = (ls.point.x != state.point.x).flatten(1).any(1)
+    keep = ls.accepted & moved
+    return {"alpha_prev": torch.where(keep, ls.step.detach(), state.aux["alpha_prev"])}
 
 
 def initial_alpha_aux(solver, point) -> dict[str, torch.Tensor]:

@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problem", choices=KINDS, default="tv-denoise", help="imaging instance")
     p.add_argument("--image", default=None,
                    help="bundled image name, 'shepp-logan', or a PNG/NPY path (default per problem)")
-    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: 128; cs 99)")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: 64; cs 99)")
     p.add_argument("--ratio", type=float, default=None, help="sampling ratio for cs/mri (default .25/.2)")
     p.add_argument("--mask", choices=MASKS, default="radial", help="MRI sampling mask")
     p.add_argument("--noise", type=float, default=None, help="noise standard deviation (default: tv-denoise 0.1, else 0)")

@@ -1,0 +1,41 @@
+"""Smoke runs of the benchmark scripts (slow: they train tiny networks and solve TV)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_block_cs_quick_writes_the_table(tmp_path):
+    mod = _load("block_cs")
+    assert mod.main(["--quick", "--ratios", "0.25", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
+    doc = json.loads((tmp_path / "block_cs_quick.json").read_text())
+    methods = doc["ratios"]["0.25"]["methods"]
+    assert {"LDA-Net", "GD-Net", "AGD-Net", "linear start x0 = Qb", "TV (kappa tuned on training images)",
+            "TV (best kappa of the grid on test)"} <= set(methods)
+    assert len(doc["ratios"]["0.25"]["phase_curves"]["LDA-Net"]) == 4  # x0 and K = 3 phases
+    assert "| LDA-Net |" in (tmp_path / "block_cs_quick.md").read_text()
+    assert (tmp_path / "block_cs_quick_phases.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_mri_quick_writes_the_table(tmp_path):
+    mod = _load("mri")
+    assert mod.main(["--quick", "--ratios", "0.2", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
+    doc = json.loads((tmp_path / "mri_quick.json").read_text())
+    methods = doc["ratios"]["0.2"]["methods"]
+    assert {"zero-filling", "LDA-Net", "TV (kappa tuned on training data)"} <= set(methods)
+    assert (tmp_path / "mri_quick_recon.png").stat().st_size > 0
