@@ -129,7 +129,8 @@ def test_summary_is_printed_unless_quiet(tmp_path, capsys):
         (["--device", "cuda:99"], "cuda"),
         (["--device", "tpu"], "device"),
         (["--checkpoint", "/no/such.safetensors", "--problem", "mri"], "not found"),
-        (["--checkpoint", "x.safetensors"], "--problem cs or mri"),
+        (["--checkpoint", "x.safetensors"], "not found"),
+        (["--checkpoint", "shipped"], "--problem cs or mri"),
         (["--checkpoint", "x.safetensors", "--regularizer", "tv"], "checkpoint"),
     ],
 )
@@ -174,9 +175,43 @@ def test_out_must_not_be_a_file(tmp_path, capsys):
 def test_entry_point_runs_as_a_module(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lda_opt.cli", "solve", "--quiet", "--size", "8",
                            "--eps-tol", "0.5", "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "o" / "result.json").read_text())["converged"] is True
     proc = subprocess.run([sys.executable, "-m", "lda_opt.cli", "solve", "--sigma", "0", "--out",
-                           str(tmp_path / "p")], capture_output=True, text=True, timeout=300)
+                           str(tmp_path / "p")], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "sigma" in proc.stderr
+
+
+def _feature_map_checkpoint(tmp_path, is_complex=False, **meta):
+    torch.manual_seed(3)
+    q = lo.nets.FeatureCNN(width=4, depth=2, complex=is_complex)
+    lo.nets.save_checkpoint(q, tmp_path / "q.safetensors", **meta)
+    return q, tmp_path / "q.safetensors"
+
+
+def test_plain_feature_map_checkpoint_is_q_with_its_stored_weight_and_eps0(tmp_path):
+    q, path = _feature_map_checkpoint(tmp_path, weight=0.05, eps0=0.02)
+    rc, out = _solve(tmp_path, "--problem", "tv-denoise", "--size", "12", "--checkpoint", str(path),
+                     "--eps-tol", "0.5", "--algorithm", "lda")
+    assert rc == 0
+    r = json.loads((out / "result.json").read_text())
+    assert r["problem"]["checkpoint"] == str(path) and r["problem"]["regularizer"] == "learned"
+    assert r["problem"]["weight"] == 0.05 and r["solver"]["params"]["eps0"] == 0.02
+    assert r["problem"]["dtype"] == "float32" and r["problem"]["m"] == 12 * 12
+    # phi_final recomputed with the same feature map, built independently of the CLI
+    inst = make_instance("tv-denoise", size=12, weight=0.05, features=q.eval(), dtype=torch.float32)
+    x = torch.from_numpy(np.load(out / "x.npy", allow_pickle=False))
+    with torch.no_grad():
+        assert float(inst.problem.phi(x)) == pytest.approx(r["phi_final"], rel=1e-5)
+
+
+def test_plain_feature_map_checkpoint_errors_name_what_is_missing(tmp_path, capsys):
+    _, path = _feature_map_checkpoint(tmp_path)  # no weight stored
+    assert main(["solve", "--quiet", "--size", "12", "--checkpoint", str(path), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "stores no weight; give --weight" in capsys.readouterr().err
+    assert main(["solve", "--quiet", "--problem", "mri", "--size", "12", "--weight", "0.1",
+                 "--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "needs a complex one" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

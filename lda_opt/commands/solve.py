@@ -24,8 +24,12 @@ block converged, ``phi_final`` is the sum over blocks (the whole image's objecti
 
 ``--checkpoint PATH`` uses a learned feature map (a safetensors checkpoint written by
 :func:`lda_opt.nets.save_checkpoint`) as ``q``; its stored ``weight`` and ``eps0`` are used
-unless given on the command line.  ``--checkpoint shipped`` picks the shipped checkpoint that
-matches ``--problem``, ``--ratio`` and ``--mask``.
+unless given on the command line.  A plain feature map works on every problem (real for
+``tv-denoise``/``cs``, complex for ``mri``).  An LDA-Net checkpoint of ``lda-opt train``
+(``cs``/``mri``) brings its sensing model (matrix or mask from stored seeds) and step sizes:
+its K trained phases run first, then ``--algorithm`` from ``x_K`` at ``eps_K``.
+``--checkpoint shipped`` picks the shipped LDA-Net that matches ``--problem``, ``--ratio``
+and ``--mask``.
 """
 
 from __future__ import annotations
@@ -93,25 +97,54 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _load_checkpoint(args, device):
-    """(trained LDA-Net, its task, path) of ``--checkpoint`` (a path or ``shipped``)."""
-    from ..learning import load_lda_net, shipped_checkpoint, task_from_metadata
+    """``(net, features, task, path, metadata)`` of ``--checkpoint`` (a path or ``shipped``).
 
-    if args.problem == "tv-denoise":
-        raise ValueError("--checkpoint needs --problem cs or mri (the LDA-Nets are trained for them)")
+    An LDA-Net checkpoint (metadata ``kind == "lda-net"``, written by ``lda-opt train``) gives
+    the trained net and the sensing task it was trained for (``cs``/``mri`` only).  Any other
+    checkpoint of :func:`lda_opt.nets.save_checkpoint` is a plain learned feature map: it is
+    used as ``q`` on any problem, with ``net = task = None``.
+    """
+    from ..learning import load_lda_net, shipped_checkpoint, task_from_metadata
+    from ..nets import load_checkpoint
+    from ..nets.checkpoint import config_path
+
     path = args.checkpoint
     if path == "shipped":
+        if args.problem == "tv-denoise":
+            raise ValueError("--checkpoint shipped needs --problem cs or mri (the LDA-Nets are trained for them)")
         ratio = args.ratio if args.ratio is not None else {"cs": 0.25, "mri": 0.2}[args.problem]
         path = shipped_checkpoint("block-cs" if args.problem == "cs" else "mri", ratio,
                                   args.mask if args.problem == "mri" else None)
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    net = load_lda_net(path, device=device)
-    task = task_from_metadata(net.checkpoint_metadata)
-    if args.ratio is not None and abs(args.ratio - task.ratio) > 1e-6:
-        raise ValueError(f"ratio {args.ratio} differs from the checkpoint's {task.ratio}")
-    for prm in net.parameters():
+    if not Path(path).is_file() or not config_path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (and its .json config)")
+    try:
+        meta = json.loads(config_path(path).read_text(encoding="utf-8")).get("metadata")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {path}: corrupted config ({exc})") from exc
+    if isinstance(meta, dict) and meta.get("kind") == "lda-net":
+        if args.problem == "tv-denoise":
+            raise ValueError("this --checkpoint is an LDA-Net trained for cs or mri; "
+                             "it needs --problem cs or mri")
+        net = load_lda_net(path, device=device)
+        task = task_from_metadata(net.checkpoint_metadata)
+        if args.ratio is not None and abs(args.ratio - task.ratio) > 1e-6:
+            raise ValueError(f"ratio {args.ratio} differs from the checkpoint's {task.ratio}")
+        features, meta = net.features, net.checkpoint_metadata
+    else:
+        net = task = None
+        features, meta = load_checkpoint(path, device=device)
+        features.eval()
+        if not isinstance(meta, dict):
+            meta = {}
+        if bool(getattr(features, "complex", args.problem == "mri")) != (args.problem == "mri"):
+            raise ValueError(f"checkpoint {path} is a {'complex' if args.problem != 'mri' else 'real'} "
+                             f"feature map; --problem {args.problem} needs a "
+                             f"{'complex' if args.problem == 'mri' else 'real'} one")
+        if args.weight is None and "weight" not in meta:
+            raise ValueError(f"checkpoint {path} stores no weight; give --weight")
+    for prm in features.parameters():
         prm.requires_grad_(False)
-    return net, task, str(path)
+    return net, features, task, str(path), meta
 
 
 def _constants(problem, x0) -> dict:
@@ -134,17 +167,21 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
                                    ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}
     ALGORITHMS[args.algorithm](**overrides)  # validates the user's values before any work
-    net = task = ck_path = None
+    net = task = ck_path = features = None
+    ck_meta: dict = {}
     if args.checkpoint is not None:
-        net, task, ck_path = _load_checkpoint(args, device)
-        net = net.to(dtype)
+        net, features, task, ck_path, ck_meta = _load_checkpoint(args, device)
+        net = None if net is None else net.to(dtype)
+        features = features.to(dtype) if net is None else net.features
+    weight = args.weight
+    if weight is None and args.checkpoint is not None:
+        weight = net.weight if net is not None else float(ck_meta["weight"])
     size = args.size
     if task is not None and args.problem == "mri" and size is None:
         size = task.shape[0]
     inst = make_instance(args.problem, image=args.image, size=size, ratio=args.ratio,
                          mask=args.mask, noise=args.noise, regularizer=args.regularizer or "tv",
-                         weight=args.weight if net is None or args.weight is not None else net.weight,
-                         features=None if net is None else net.features, seed=args.seed,
+                         weight=weight, features=features, seed=args.seed,
                          dtype=dtype, device=device, task=task)
     x0 = inst.x0
     phases = None
@@ -156,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         phases = {"K": net.phases, "eps_K": eps_k,
                   "psnr_K": _psnr(inst.to_image(x0), inst.truth)}
         overrides = {"eps0": eps_k, "gamma": net.gamma, "sigma": net.sigma, **overrides}
+    elif args.checkpoint is not None and "eps0" in ck_meta:
+        overrides = {"eps0": float(ck_meta["eps0"]), **overrides}
     cls = ALGORITHMS[args.algorithm]
     solver = cls(**overrides)  # validates the hyper-parameters (ValueError names them)
     problem = inst.problem
