@@ -1065,7 +1065,7 @@ class _Sample:
                 )
 
     def elda_bounds(self, segs, phi_x0: float, phi_star: float) -> None:
-        r, ck, b, c, s = self.r, self.ck, self.b, self.c, self.solver
+        r, c, s = self.r, self.c, self.solver
         eps0 = r["eps"][0]
         C1, C2 = bounds.elda_segment_constants(
             c["L_f"],
@@ -1083,44 +1083,34 @@ class _Sample:
             s.alpha_bar,
             self.kappa,
         )
+        self._segment_and_total_bounds(
+            segs,
+            lambda l: bounds.elda_segment_bound(l, C1, C2, self.gamma),
+            lambda n: bounds.elda_total_bound_sum(n, C1, C2, self.gamma),
+            bounds.elda_total_bound(self.eps_tol, C1, C2, self.sigma, eps0, self.gamma),
+            "1 + C1 gamma^(-3l-2) + C2 gamma^(-2l-2)",
+            "(4.27)",
+            "ELDA (4.27) corrected",
+            "ELDA (4.28) corrected",
+            "(4.28)",
+        )
+
+    def _segment_and_total_bounds(self, segs, seg_bound, total_sum, total_closed, seg_text,
+                                  seg_eq, seg_src, total_src, total_eq) -> None:
+        """Each segment's length, the iterations up to the last reduction (sum of the
+        segment bounds) and, when converged, all iterations (closed form in eps_tol)."""
+        ck, b = self.ck, self.b
         for l, (first, last, _done) in enumerate(segs):
-            ck.leq(
-                "segment-bound",
-                f"segment {l} length <= 1 + C1 gamma^(-3l-2) + C2 gamma^(-2l-2)",
-                "ELDA (4.27) corrected",
-                last,
-                b,
-                float(last - first + 1),
-                bounds.elda_segment_bound(l, C1, C2, self.gamma),
-                0.0,
-                self.cert,
-            )
+            ck.leq("segment-bound", f"segment {l} length <= {seg_text}", seg_src, last, b,
+                   float(last - first + 1), seg_bound(l), 0.0, self.cert)
         n_red = sum(1 for seg in segs if seg[2])
         if n_red:
             last = max(e for _s, e, done in segs if done)
-            ck.leq(
-                "total-bound",
-                "iterations up to the last reduction <= sum of (4.27)",
-                "ELDA (4.28) corrected",
-                last,
-                b,
-                float(last + 1),
-                bounds.elda_total_bound_sum(n_red, C1, C2, self.gamma),
-                0.0,
-                self.cert,
-            )
+            ck.leq("total-bound", f"iterations up to the last reduction <= sum of {seg_eq}",
+                   total_src, last, b, float(last + 1), total_sum(n_red), 0.0, self.cert)
         if self.reason == "converged":
-            ck.leq(
-                "total-bound",
-                "iterations <= closed form (4.28) in eps_tol",
-                "ELDA (4.28) corrected",
-                self.K - 1,
-                b,
-                float(self.K),
-                bounds.elda_total_bound(self.eps_tol, C1, C2, self.sigma, eps0, self.gamma),
-                0.0,
-                self.cert,
-            )
+            ck.leq("total-bound", f"iterations <= closed form {total_eq} in eps_tol", total_src,
+                   self.K - 1, b, float(self.K), total_closed, 0.0, self.cert)
 
     def a3_bounds(self, segs, phi_x0: float, phi_star: float) -> None:
         """meta-LDA and backtracking LDA/GD: Lemma A3 per segment and summed."""
@@ -1229,44 +1219,17 @@ class _Sample:
             self.gamma,
             self.kappa,
         )
-        for l, (first, last, _done) in enumerate(segs):
-            ck.leq(
-                "segment-bound",
-                f"segment {l} length <= 1 + c1 gamma^(-2l) + c2 gamma^(-3l)",
-                "LDA (27)-(28) corrected",
-                last,
-                b,
-                float(last - first + 1),
-                bounds.lda_segment_bound(l, c1, c2, self.gamma),
-                0.0,
-                self.cert,
-            )
-        n_red = sum(1 for seg in segs if seg[2])
-        if n_red:
-            last = max(e for _s, e, done in segs if done)
-            ck.leq(
-                "total-bound",
-                "iterations up to the last reduction <= sum of (27)",
-                "LDA (29) corrected",
-                last,
-                b,
-                float(last + 1),
-                bounds.lda_total_bound_sum(n_red, c1, c2, self.gamma),
-                0.0,
-                self.cert,
-            )
-        if self.reason == "converged":
-            ck.leq(
-                "total-bound",
-                "iterations <= closed form (29) in eps_tol",
-                "LDA (29) corrected",
-                self.K - 1,
-                b,
-                float(self.K),
-                bounds.lda_total_bound(self.eps_tol, c1, c2, self.sigma, eps0, self.gamma),
-                0.0,
-                self.cert,
-            )
+        self._segment_and_total_bounds(
+            segs,
+            lambda l: bounds.lda_segment_bound(l, c1, c2, self.gamma),
+            lambda n: bounds.lda_total_bound_sum(n, c1, c2, self.gamma),
+            bounds.lda_total_bound(self.eps_tol, c1, c2, self.sigma, eps0, self.gamma),
+            "1 + c1 gamma^(-2l) + c2 gamma^(-3l)",
+            "(27)",
+            "LDA (27)-(28) corrected",
+            "LDA (29) corrected",
+            "(29)",
+        )
 
 
 # ---------------------------------------------------------------------------------------
