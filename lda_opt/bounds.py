@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .operators import power_iteration
+
 __all__ = [  # noqa: RUF022 - grouped by paper
     # smoothing and Lipschitz constants
     "lipschitz_huber",
@@ -758,28 +760,18 @@ def operator_norm_sq(
     uses_vjp = getattr(A, "H", None) is None
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     x = torch.randn(tuple(shape), generator=gen, dtype=dtype).to(device)
-    x = x / torch.linalg.vector_norm(x)
 
-    def apply_AHA(v: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def apply_AHA(v: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             y = A(v)
-        ny2 = float(torch.linalg.vector_norm(y)) ** 2
-        z = adj(y, v) if uses_vjp else adj(y)
-        z = z.detach()
+        z = (adj(y, v) if uses_vjp else adj(y)).detach()
         if not v.is_complex() and z.is_complex():
             z = z.real
-        return z, ny2
+        return z
 
-    est = 0.0
-    for _ in range(iters):
-        z, est = apply_AHA(x)
-        nz = float(torch.linalg.vector_norm(z))
-        if nz == 0.0:
-            return est
-        x = z / nz
-    with torch.no_grad():
-        est = float(torch.linalg.vector_norm(A(x))) ** 2
-    return est
+    _, x = power_iteration(apply_AHA, x, iters)
+    with torch.no_grad():  # the Rayleigh quotient ||A x||^2 at the final unit vector
+        return float(torch.linalg.vector_norm(A(x))) ** 2
 
 
 def linear_feature_constants(

@@ -16,10 +16,11 @@ Operators:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["LinearOperator", "Identity", "Matrix", "MRI", "norm_estimate"]
+__all__ = ["MRI", "Identity", "LinearOperator", "Matrix", "norm_estimate", "power_iteration"]
 
 
 class LinearOperator:
@@ -219,16 +220,32 @@ def norm_estimate(
     if dtype.is_complex:
         x = torch.complex(x, torch.randn(shape, generator=gen, dtype=torch.float64))
     x = x.to(dtype)
+    est, _ = power_iteration(lambda v: A.adjoint(A.forward(v)), x, iters, tol)
+    return math.sqrt(est)
+
+
+def power_iteration(
+    normal: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, iters: int, tol: float = 0.0
+) -> tuple[float, torch.Tensor]:
+    """Power iteration on a self-adjoint positive semidefinite map (e.g. ``v -> A^H A v``).
+
+    Starts from ``x`` (normalized here), runs at most ``iters`` steps and stops early once
+    the relative change of ``||normal(x)||`` is at most ``tol``.  Returns ``(lam, x)``: the
+    last ``||normal(x)||`` with ``||x|| = 1`` (an estimate of the largest eigenvalue, from
+    below) and the final unit vector.  A zero image of ``normal`` returns ``(0.0, x)``.
+    The one power-iteration loop of the library (:func:`norm_estimate`,
+    :func:`lda_opt.bounds.operator_norm_sq`).
+    """
     x = x / torch.linalg.vector_norm(x)
     est = 0.0
     for _ in range(iters):
-        y = A.adjoint(A.forward(x))
+        y = normal(x)
         nrm = float(torch.linalg.vector_norm(y))
         if nrm == 0.0:
-            return 0.0
+            return 0.0, x
         x = y / nrm
-        if abs(nrm - est) <= tol * nrm:
-            est = nrm
-            break
+        done = abs(nrm - est) <= tol * nrm
         est = nrm
-    return math.sqrt(est)
+        if done:
+            break
+    return est, x
