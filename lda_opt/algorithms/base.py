@@ -35,8 +35,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable
 
 import torch
 
@@ -45,8 +45,19 @@ from ..smoothing import Huber, Smoothing
 from ..trace import Trace
 
 __all__ = [
-    "Point", "Counter", "Oracle", "Backtracking", "u_candidate", "accept", "LineSearchInfo", "State", "StepOutput",
-    "Result", "Solver", "REASONS", "sq_norm",
+    "REASONS",
+    "Backtracking",
+    "Counter",
+    "LineSearchInfo",
+    "Oracle",
+    "Point",
+    "Result",
+    "Solver",
+    "State",
+    "StepOutput",
+    "accept",
+    "sq_norm",
+    "u_candidate",
 ]
 
 #: stop reasons, per sample
@@ -99,13 +110,13 @@ class Point:
     grad: torch.Tensor | None = None
     graphs: list[Graph] = field(default_factory=list)
 
-    def take(self, index: torch.Tensor) -> "Point":
+    def take(self, index: torch.Tensor) -> Point:
         if self.graphs:
             raise RuntimeError("cannot sub-select a point whose graphs are still pending")
         return Point(self.x[index], self.g[index], self.f[index], self.grad_f[index],
                      self.phi_eps[index], None if self.grad is None else self.grad[index])
 
-    def put(self, rows: torch.Tensor, other: "Point", mask: torch.Tensor | None = None) -> "Point":
+    def put(self, rows: torch.Tensor, other: Point, mask: torch.Tensor | None = None) -> Point:
         """A copy with rows ``rows[mask]`` replaced by ``other[mask]`` (``other`` has one row
         per entry of ``rows``), graphs included."""
         src = torch.arange(rows.numel(), device=rows.device)
@@ -364,12 +375,12 @@ class State:
     backward: torch.Tensor
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def take(self, index: torch.Tensor) -> "State":
+    def take(self, index: torch.Tensor) -> State:
         return State(self.point.take(index), self.eps[index], self.iteration[index],
                      self.done[index], self.reason[index], self.forward[index],
                      self.backward[index], {k: v[index] for k, v in self.aux.items()})
 
-    def put(self, index: torch.Tensor, sub: "State") -> "State":
+    def put(self, index: torch.Tensor, sub: State) -> State:
         p = self.point
         q = sub.point
         point = Point(_put(p.x, index, q.x), _put(p.g, index, q.g), _put(p.f, index, q.f),
@@ -500,7 +511,7 @@ class Solver:
         return out
 
     @classmethod
-    def from_config(cls, params: dict) -> "Solver":
+    def from_config(cls, params: dict) -> Solver:
         """Rebuild a solver from :meth:`config` output (``smoothing`` given by name)."""
         from ..smoothing import SMOOTHINGS
 
@@ -512,7 +523,7 @@ class Solver:
             params["smoothing"] = SMOOTHINGS[name]()
         return cls(**params)
 
-    def replace(self, **changes) -> "Solver":
+    def replace(self, **changes) -> Solver:
         return replace(self, **changes)
 
     def param(self, name: str, b: int, like: torch.Tensor, overrides: dict | None) -> torch.Tensor:

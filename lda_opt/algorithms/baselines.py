@@ -19,37 +19,29 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Backtracking, Counter, Oracle, Point, Solver, State, StepOutput, _check_range, accept, per_sample
-from .lda import initial_alpha_aux, lda_v_search, warm_start_aux
+from .base import (
+    Backtracking,
+    Counter,
+    Oracle,
+    Point,
+    State,
+    StepOutput,
+    _check_range,
+    accept,
+    per_sample,
+)
+from .lda import LDABacktracking, initial_alpha_aux, lda_v_search, warm_start_aux
 
-__all__ = ["GD", "AGD"]
+__all__ = ["AGD", "GD"]
 
 
 @dataclass(kw_only=True)
-class GD(Solver):
+class GD(LDABacktracking):
     """Gradient descent on ``phi_eps`` with LDA's backtracking and eps-continuation."""
 
-    eps0: float = 1.4e-3
-    gamma: float = 0.9
-    sigma: float = 1e3
-    eps_tol: float = 1.5e-5
-    max_linesearch: int = 60
-    alpha: float = 1.0
-    linesearch: bool = True
     warm_start: bool = True
-    c: float = 0.35
-    shrink: float = 0.5
 
     name = "gd"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_range("alpha", self.alpha, 0)
-        _check_range("c", self.c, 0)
-        _check_range("shrink", self.shrink, 0, 1)
-        for n in ("linesearch", "warm_start"):
-            if not isinstance(getattr(self, n), bool):
-                raise TypeError(f"{n} must be a bool; got {getattr(self, n)!r}")
 
     def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
         return initial_alpha_aux(self, point)
@@ -64,30 +56,16 @@ class GD(Solver):
 
 
 @dataclass(kw_only=True)
-class AGD(Solver):
+class AGD(LDABacktracking):
     """Inertial (heavy-ball) gradient descent with momentum ``theta``."""
 
-    eps0: float = 1.4e-3
-    gamma: float = 0.9
-    sigma: float = 1e3
-    eps_tol: float = 1.5e-5
-    max_linesearch: int = 60
-    alpha: float = 1.0
     theta: float = 0.5
-    linesearch: bool = True
-    c: float = 0.35
-    shrink: float = 0.5
 
     name = "agd"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_range("alpha", self.alpha, 0)
         _check_range("theta", self.theta, 0, 1, lo_open=False)
-        _check_range("c", self.c, 0)
-        _check_range("shrink", self.shrink, 0, 1)
-        if not isinstance(self.linesearch, bool):
-            raise TypeError(f"linesearch must be a bool; got {self.linesearch!r}")
 
     def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
         return {"x_prev": point.x.detach().clone()}
@@ -96,11 +74,11 @@ class AGD(Solver):
         x, eps = state.point, state.eps
         b = eps.shape[0]
         cnt = Counter(b, eps.device)
-        P = lambda n: self.param(n, b, eps, overrides)  # noqa: E731
+        P = lambda n: self.param(n, b, eps, overrides)
         alpha, c = P("alpha"), P("c")
-        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2  # noqa: E731
+        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2
         if not self.linesearch:  # AGD-Net: the fixed (learned) step, always taken
-            rule = lambda pv, px, d2, e, rows: torch.ones_like(pv, dtype=torch.bool)  # noqa: E731
+            rule = lambda pv, px, d2, e, rows: torch.ones_like(pv, dtype=torch.bool)
         search = Backtracking(self.shrink, self.max_linesearch if self.linesearch else 1)
         everyone = torch.ones(b, dtype=torch.bool, device=eps.device)
         shift = per_sample(P("theta"), x.x) * (x.x - state.aux["x_prev"])

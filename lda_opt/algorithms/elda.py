@@ -27,7 +27,18 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Backtracking, Counter, Oracle, Solver, State, StepOutput, _check_range, accept, sq_norm, u_candidate
+from .base import (
+    Backtracking,
+    Counter,
+    Oracle,
+    Solver,
+    State,
+    StepOutput,
+    _check_range,
+    accept,
+    sq_norm,
+    u_candidate,
+)
 
 __all__ = ["ELDA"]
 
@@ -62,7 +73,7 @@ class ELDA(Solver):
         x, eps = state.point, state.eps
         b = eps.shape[0]
         cnt = Counter(b, eps.device)
-        P = lambda n: self.param(n, b, eps, overrides)  # noqa: E731
+        P = lambda n: self.param(n, b, eps, overrides)
         alpha, gam = P("alpha"), P("gamma_u")
         pu = u_candidate(oracle, x, eps, alpha, alpha * gam / (alpha + gam), cnt)
         with torch.no_grad():

@@ -28,9 +28,19 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Backtracking, Counter, Oracle, Solver, State, StepOutput, _check_range, accept, u_candidate
+from .base import (
+    Backtracking,
+    Counter,
+    Oracle,
+    Solver,
+    State,
+    StepOutput,
+    _check_range,
+    accept,
+    u_candidate,
+)
 
-__all__ = ["LDA", "lda_v_search", "warm_start_aux"]
+__all__ = ["LDA", "LDABacktracking", "lda_v_search", "warm_start_aux"]
 
 
 def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: dict | None):
@@ -42,7 +52,7 @@ def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: 
     alpha = solver.param("alpha", b, eps, overrides)
     if solver.linesearch:
         c = solver.param("c", b, eps, overrides)
-        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2  # noqa: E731
+        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2
         if solver.warm_start and "alpha_prev" in state.aux:
             alpha = torch.minimum(alpha, state.aux["alpha_prev"] / solver.shrink)
         return Backtracking(solver.shrink, solver.max_linesearch).search(oracle, x, eps, everyone, alpha, rule, cnt)
@@ -71,9 +81,10 @@ def initial_alpha_aux(solver, point) -> dict[str, torch.Tensor]:
 
 
 @dataclass(kw_only=True)
-class LDA(Solver):
-    """LDA Algorithm 1 with backtracking on ``alpha`` (``linesearch=True``) or a fixed
-    ``alpha``."""
+class LDABacktracking(Solver):
+    """The parameters LDA, GD and AGD share: LDA's defaults (Sec. 4.3.3) and its backtracking
+    ``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2`` (first trial ``alpha``, factor
+    ``shrink``, at most ``max_linesearch`` trials; ``linesearch=False`` takes ``alpha`` as is)."""
 
     eps0: float = 1.4e-3
     gamma: float = 0.9
@@ -81,24 +92,34 @@ class LDA(Solver):
     eps_tol: float = 1.5e-5
     max_linesearch: int = 60
     alpha: float = 1.0
-    tau: float | None = None
     linesearch: bool = True
-    warm_start: bool = True
     c: float = 0.35
     shrink: float = 0.5
-
-    name = "lda"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for n in ("alpha", "c"):
             _check_range(n, getattr(self, n), 0)
-        if self.tau is not None:
-            _check_range("tau", self.tau, 0)
         _check_range("shrink", self.shrink, 0, 1)
         for n in ("linesearch", "warm_start"):
-            if not isinstance(getattr(self, n), bool):
+            if not isinstance(getattr(self, n, False), bool):
                 raise TypeError(f"{n} must be a bool; got {getattr(self, n)!r}")
+
+
+@dataclass(kw_only=True)
+class LDA(LDABacktracking):
+    """LDA Algorithm 1 with backtracking on ``alpha`` (``linesearch=True``) or a fixed
+    ``alpha``."""
+
+    tau: float | None = None
+    warm_start: bool = True
+
+    name = "lda"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tau is not None:
+            _check_range("tau", self.tau, 0)
 
     def init_aux(self, point) -> dict[str, torch.Tensor]:
         return initial_alpha_aux(self, point)

@@ -23,7 +23,18 @@ from dataclasses import dataclass, field
 import torch
 
 from ..smoothing import Smoothing, Sqrt
-from .base import Backtracking, Counter, Oracle, Solver, State, StepOutput, _check_range, accept, sq_norm, u_candidate
+from .base import (
+    Backtracking,
+    Counter,
+    Oracle,
+    Solver,
+    State,
+    StepOutput,
+    _check_range,
+    accept,
+    sq_norm,
+    u_candidate,
+)
 
 __all__ = ["MetaLDA"]
 
@@ -55,7 +66,7 @@ class MetaLDA(Solver):
         x, eps = state.point, state.eps
         b = eps.shape[0]
         cnt = Counter(b, eps.device)
-        P = lambda n: self.param(n, b, eps, overrides)  # noqa: E731
+        P = lambda n: self.param(n, b, eps, overrides)
         alpha, a = P("alpha"), P("a")
         pu = u_candidate(oracle, x, eps, alpha, P("tau"), cnt)
         with torch.no_grad():
