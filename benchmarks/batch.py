@@ -2,7 +2,7 @@ r"""Batch efficiency: per-sample time at B = 1, 4, 16, 64, and the cost of per-s
 
 Every sample of a batch is its own problem (its own eps, steps, line search, termination;
 finished samples are frozen).  This script solves the first ``B`` of 64 denoising problems
-(``FeatureCNN(width=32, depth=4)`` with seeded weights, 32x32 crops of the bundled test
+(``FeatureCNN(width=32, depth=4)`` by default, ``--width`` / ``--depth``, with seeded weights, 32x32 crops of the bundled test
 images, noise 0.1, float32) as one batch, for B = 1, 4, 16, 64, and every one of the 64
 alone, to the certificate, and reports:
 
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batches", type=int, nargs="*", default=[1, 4, 16, 64])
     ap.add_argument("--algorithms", nargs="*", default=["lda", "elda"])
+    ap.add_argument("--width", type=int, default=32, help="FeatureCNN width")
+    ap.add_argument("--depth", type=int, default=4, help="FeatureCNN depth")
     ap.add_argument("--weight", type=float, default=0.05)
     ap.add_argument("--eps0", type=float, default=1e-2)
     ap.add_argument("--sigma", type=float, default=1.0)
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="smoke run: 16x16, B = 1, 4, FeatureCNN(8, 2)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    width, depth = 32, 4
+    width, depth = args.width, args.depth
     if args.quick:
         args.size, args.batches, width, depth = 16, [1, 4], 8, 2
     torch.set_num_threads(args.threads)
