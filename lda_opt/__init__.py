@@ -10,15 +10,32 @@ modified ELDA, and checks the convergence theorems on every run.
 
 __version__ = "0.1.0"
 
-from . import features, metrics, operators, smoothing  # noqa: E402
-from .algorithms import AGD, ALGORITHMS, ELDA, GD, LDA, MetaLDA, Result, Solver  # noqa: E402
-from .problem import LeastSquares, Problem  # noqa: E402
-from .smoothing import Huber, Sqrt  # noqa: E402
-from .trace import Trace  # noqa: E402
-from .checks import Report, Violation, check  # noqa: E402
+from . import features, metrics, operators, smoothing
+from .algorithms import AGD, ALGORITHMS, ELDA, GD, LDA, MetaLDA, Result, Solver
+from .checks import Report, Violation, check
+from .problem import LeastSquares, Problem
+from .smoothing import Huber, Sqrt
+from .trace import Trace
 
 __all__ = [
-    "operators", "features", "smoothing", "metrics", "LeastSquares", "Problem", "Huber", "Sqrt",
-    "LDA", "MetaLDA", "ELDA", "GD", "AGD", "ALGORITHMS", "Solver", "Result", "Trace",
-    "Report", "Violation", "check",
+    "AGD",
+    "ALGORITHMS",
+    "ELDA",
+    "GD",
+    "LDA",
+    "Huber",
+    "LeastSquares",
+    "MetaLDA",
+    "Problem",
+    "Report",
+    "Result",
+    "Solver",
+    "Sqrt",
+    "Trace",
+    "Violation",
+    "check",
+    "features",
+    "metrics",
+    "operators",
+    "smoothing",
 ]

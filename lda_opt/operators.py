@@ -44,7 +44,7 @@ class LinearOperator:
         return self.forward(x)
 
     @property
-    def H(self) -> "_Adjoint":
+    def H(self) -> _Adjoint:
         """The adjoint operator ``A^H`` (callable)."""
         return _Adjoint(self)
 
@@ -52,7 +52,7 @@ class LinearOperator:
         """Per-sample shape of ``A x`` for an image of per-sample shape ``image_shape``."""
         return tuple(image_shape)
 
-    def select(self, index: torch.Tensor) -> "LinearOperator":
+    def select(self, index: torch.Tensor) -> LinearOperator:
         """The operator restricted to the samples ``index`` (for batch-dependent operators)."""
         return self
 
@@ -129,7 +129,7 @@ class Matrix(LinearOperator):
     def output_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.Phi.shape[0],)
 
-    def to(self, *args, **kwargs) -> "Matrix":
+    def to(self, *args, **kwargs) -> Matrix:
         return Matrix(self.Phi.to(*args, **kwargs), self.input_shape)
 
     def __repr__(self) -> str:
@@ -167,7 +167,7 @@ class MRI(LinearOperator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return torch.fft.ifft2(self.mask.to(y.real.dtype) * y, norm="ortho")
 
-    def select(self, index: torch.Tensor) -> "MRI":
+    def select(self, index: torch.Tensor) -> MRI:
         if self.mask.shape[0] == 1:
             return self
         out = MRI.__new__(MRI)

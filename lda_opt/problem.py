@@ -59,7 +59,7 @@ class LeastSquares:
         res = self.residual(x)
         return 0.5 * _sq_norm(res), self.A.adjoint(res)
 
-    def select(self, index: torch.Tensor) -> "LeastSquares":
+    def select(self, index: torch.Tensor) -> LeastSquares:
         out = LeastSquares.__new__(LeastSquares)
         out.A = self.A.select(index)
         out.y = self.y[index]
@@ -125,7 +125,7 @@ class Problem:
             return self.weight.to(device=like.device, dtype=like.dtype)
         return self.weight
 
-    def select(self, index: torch.Tensor) -> "Problem":
+    def select(self, index: torch.Tensor) -> Problem:
         """The sub-problem of the samples ``index`` (every sample is its own problem)."""
         out = Problem.__new__(Problem)
         out.fidelity = self.fidelity.select(index)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Smoothing", "Huber", "Sqrt", "SMOOTHINGS", "group_norm_sq", "num_groups"]
+__all__ = ["SMOOTHINGS", "Huber", "Smoothing", "Sqrt", "group_norm_sq", "num_groups"]
 
 
 def group_norm_sq(g: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Trace", "FIELDS", "EXTRA_FIELDS"]
+__all__ = ["EXTRA_FIELDS", "FIELDS", "Trace"]
 
 FIELDS = ("phi_eps", "phi", "grad_norm", "eps", "branch", "step", "linesearch", "forward",
           "backward", "seconds")
@@ -110,7 +110,7 @@ class Trace:
                     w.writerow([k, b] + vals)
 
     @classmethod
-    def from_csv(cls, path: str | Path, batch_size: int | None = None) -> "Trace":
+    def from_csv(cls, path: str | Path, batch_size: int | None = None) -> Trace:
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
         missing = {"iteration", "sample", *ALL_FIELDS} - set(rows[0].keys() if rows else ALL_FIELDS)

@@ -16,7 +16,7 @@ PAPER_ALGORITHMS = [lo.LDA, lo.MetaLDA, lo.ELDA]
 
 def fast_solver(cls, **kw):
     """A solver with step sizes suited to the small normalized test problems (L_f <= 1)."""
-    base = dict(sigma=1.0, eps0=1e-3, eps_tol=2e-4, max_iter=4000)
+    base = {"sigma": 1.0, "eps0": 1e-3, "eps_tol": 2e-4, "max_iter": 4000}
     # MetaLDA and ELDA restart their searches every iteration (their Algorithm 1); rho = 0.5
     # instead of 0.9 reaches the accepted step in ~5x fewer trials on these small problems.
     if cls is lo.MetaLDA:

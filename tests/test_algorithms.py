@@ -10,15 +10,15 @@ import math
 
 import pytest
 import torch
+from _helpers import ALGORITHMS, PAPER_ALGORITHMS, fast_solver, tv_denoise_problem
 from torch import nn
 
 import lda_opt as lo
-from _helpers import ALGORITHMS, PAPER_ALGORITHMS, fast_solver, tv_denoise_problem
 from lda_opt.trace import ALL_FIELDS
 
 N = 6
 # sigma = 100: a reduction needs ||grad phi_eps|| < 90 eps; 3 reductions from eps0 = 1e-3
-LOOSE = dict(sigma=100.0, eps_tol=0.075, max_iter=400)
+LOOSE = {"sigma": 100.0, "eps_tol": 0.075, "max_iter": 400}
 
 
 def _mixed_batch(dtype=torch.float64):

@@ -9,9 +9,9 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import torch
+from _helpers import PAPER_ALGORITHMS, fast_solver
 
 import lda_opt as lo
-from _helpers import PAPER_ALGORITHMS, fast_solver
 
 N = 8
 KAPPA = 0.02

@@ -1,5 +1,6 @@
 """Huber (LDA eqs. 8-10) and Sqrt (meta-LDA eq. 5) smoothings: sandwich bounds, gradients."""
 
+import itertools
 import math
 
 import pytest
@@ -91,5 +92,5 @@ def test_monotone_in_eps(smoothing):
     g = 0.02 * torch.randn(1, 2, 5, 5, generator=gen, dtype=torch.float64)
     m = 25
     vals = [float(smoothing.value(g, e) + smoothing.gap(m, e)) for e in torch.logspace(-4, 0, 40).tolist()]
-    assert all(b >= a - 1e-13 for a, b in zip(vals, vals[1:]))
+    assert all(b >= a - 1e-13 for a, b in itertools.pairwise(vals))
     assert not math.isclose(vals[0], vals[-1])

@@ -88,7 +88,7 @@ class ELDA(Solver):
             lambda pv, px, d2, e, rows: pv - px <= -(eta3[rows] / e) * d2,  # (4.11)
             cnt,
         )
-        new, moved = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
+        new, _moved = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
         branch = torch.where(take_u, 0, torch.where(ls.accepted, 1, -1))
         step = torch.where(take_u, alpha.detach(), ls.step.detach())
         return StepOutput(new, branch, step, ls.evaluations, ls.capped, cnt)
