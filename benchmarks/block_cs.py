@@ -99,7 +99,7 @@ def run_ratio(ratio: float, args, log) -> dict:
     # TV: tuned on the validation crops (training-split images), and the best kappa on test
     coarse = TVSettings(max_iter=args.tv_coarse_iter, eps_tol=args.tv_tol)
     final = TVSettings(max_iter=args.tv_final_iter, eps_tol=args.tv_tol)
-    grid = GRID[2:6] if args.quick else GRID
+    grid = GRID[2:6] if args.quick else tuple(args.grid or GRID)
     val = training_data(first if not args.quick else _quick(first)).val
     tuned = tune_tv(val, grid, coarse, progress=lambda k, r: log(f"[{pct}%] TV train-tune kappa={k:g}: {r['psnr']:.2f}"))
     on_test = tune_tv(m, grid, coarse, progress=lambda k, r: log(f"[{pct}%] TV test-grid kappa={k:g}: {r['psnr']:.2f}"))
@@ -213,6 +213,8 @@ def main(argv=None) -> int:
     p.add_argument("--tv-coarse-iter", type=int, default=300)
     p.add_argument("--tv-final-iter", type=int, default=3000)
     p.add_argument("--tv-tol", type=float, default=1e-3)
+    p.add_argument("--grid", type=float, nargs="+", default=None,
+                   help="TV weights kappa to try (default: GRID)")
     p.add_argument("--config-suffix", default="", help=argparse.SUPPRESS)
     p.add_argument("--no-baselines", action="store_true", help="skip GD-Net / AGD-Net")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny networks, one epoch per stage, few TV iterations")

@@ -98,7 +98,7 @@ def run_ratio(ratio: float, args, log) -> dict:
     log(f"[{pct}%] LDA-Net: PSNR {rec['psnr']:.2f} dB")
     coarse = TVSettings(max_iter=args.tv_coarse_iter, eps_tol=args.tv_tol)
     final = TVSettings(max_iter=args.tv_final_iter, eps_tol=args.tv_tol)
-    grid = GRID[2:5] if args.quick else GRID
+    grid = GRID[2:5] if args.quick else tuple(args.grid or GRID)
     val = training_data(cfg).val
     tuned = tune_tv(val, grid, coarse, progress=lambda k, r: log(f"[{pct}%] TV train-tune kappa={k:g}: {r['psnr']:.2f}"))
     on_test = tune_tv(m, grid, coarse, progress=lambda k, r: log(f"[{pct}%] TV test-grid kappa={k:g}: {r['psnr']:.2f}"))
@@ -209,6 +209,8 @@ def main(argv=None) -> int:
     p.add_argument("--tv-coarse-iter", type=int, default=300)
     p.add_argument("--tv-final-iter", type=int, default=3000)
     p.add_argument("--tv-tol", type=float, default=1e-3)
+    p.add_argument("--grid", type=float, nargs="+", default=None,
+                   help="TV weights kappa to try (default: GRID)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)

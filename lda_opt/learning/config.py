@@ -134,7 +134,11 @@ class DataConfig:
 
 @dataclass(kw_only=True)
 class NetConfig:
-    """The network (:class:`~lda_opt.learning.LDANet` keyword arguments but ``phases``)."""
+    """The network (:class:`~lda_opt.learning.LDANet` keyword arguments but ``phases``).
+
+    ``init``: ``"xavier"`` (LDA Sec. 4.1) or ``"tv"`` (:func:`~lda_opt.learning.net.tv_init_`:
+    the CNN starts as isotropic TV plus ``init_noise`` times a Xavier draw).
+    """
 
     algorithm: str = "lda"
     width: int = 32
@@ -148,8 +152,15 @@ class NetConfig:
     gamma: float = 0.9
     sigma: float = 1e3
     weight: float = 1.0
+    init: str = "xavier"
+    init_noise: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.init not in ("xavier", "tv"):
+            raise ValueError(f"net.init must be 'xavier' or 'tv'; got {self.init!r}")
+        _num("net.init_noise", self.init_noise, 0.0, lo_open=False)
+        if self.init == "tv" and (self.width < 4 or self.kernel_size < 3):
+            raise ValueError("net.init = 'tv' needs net.width >= 4 and net.kernel_size >= 3")
         if self.algorithm not in NET_ALGORITHMS:
             raise ValueError(f"net.algorithm must be one of {sorted(NET_ALGORITHMS)}; got {self.algorithm!r}")
         for n in ("width", "depth", "kernel_size"):

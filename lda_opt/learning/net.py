@@ -37,13 +37,54 @@ from ..algorithms.base import State
 from ..nets import FeatureCNN, count_parameters
 from ..problem import Problem
 
-__all__ = ["NET_ALGORITHMS", "LDANet"]
+__all__ = ["NET_ALGORITHMS", "LDANet", "tv_init_"]
 
 #: algorithm name -> the per-phase parameters it learns (besides the CNN and eps0)
 NET_ALGORITHMS: dict[str, tuple[str, ...]] = {"lda": ("alpha", "tau"), "gd": ("alpha",), "agd": ("alpha", "theta")}
 
 #: the smallest eps_tol the phase solver is built with (phases never stop early)
 _TINY_TOL = 1e-30
+
+
+def tv_init_(features: nn.Module, noise: float = 0.0, generator: torch.Generator | None = None) -> nn.Module:
+    r"""Initialize a :class:`~lda_opt.nets.FeatureCNN` (width >= 4) so that ``q`` is isotropic TV.
+
+    The first convolution computes the forward differences ``+-D_h x`` and ``+-D_v x`` in
+    channels 0-3, every later convolution passes channels 0-3 through (centre tap 1), so
+    ``q_i(x) ~= (a(D_h x), a(-D_h x), a(D_v x), a(-D_v x), ...)`` and
+    ``||q_i(x)|| ~= ||(D x)_i||`` (exactly so where the differences exceed the activation's
+    ``delta``; zero padding makes the differences past the last row/column ``-x``).  For a
+    complex CNN the real kernels are set and the imaginary ones are zero, so
+    ``||q_i||`` is the complex TV.  Every weight then gets ``noise`` times its Xavier draw
+    added (``noise = 0``: exactly the TV network; the other channels then start at 0).
+    An optional starting point for training (not the paper's Xavier initialization).
+    """
+    from ..nets import xavier_init_
+    from ..nets.conv import ComplexConv2d
+
+    convs = list(getattr(features, "convs", []))
+    if not convs or getattr(features, "width", 0) < 4:
+        raise ValueError("tv_init_ needs a FeatureCNN with width >= 4")
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    xavier_init_(features, generator=generator)
+    with torch.no_grad():
+        for i, conv in enumerate(convs):
+            parts = (conv.real, conv.imag) if isinstance(conv, ComplexConv2d) else (conv,)
+            for part in parts:
+                part.weight.mul_(noise)
+            w = parts[0].weight
+            c = w.shape[-1] // 2
+            if w.shape[-1] < 3:
+                raise ValueError("tv_init_ needs kernel_size >= 3")
+            if i == 0:
+                for ch, (sign, dr, dc) in enumerate(((1, 0, 1), (-1, 0, 1), (1, 1, 0), (-1, 1, 0))):
+                    w[ch, 0, c, c] -= sign
+                    w[ch, 0, c + dr, c + dc] += sign
+            else:
+                for ch in range(4):
+                    w[ch, ch, c, c] += 1.0
+    return features
 
 
 def _positive(name: str, value: Any) -> float:

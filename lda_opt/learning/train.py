@@ -40,7 +40,7 @@ from ..nets import save_checkpoint, xavier_init_
 from .config import TrainConfig
 from .datasets import training_data
 from .losses import reconstruction_loss
-from .net import LDANet
+from .net import LDANet, tv_init_
 from .tasks import Measurement
 
 __all__ = [
@@ -67,13 +67,17 @@ def _dtype(config: TrainConfig) -> torch.dtype:
 
 def build_net(config: TrainConfig, phases: int | None = None) -> LDANet:
     """The network of ``config`` with ``phases`` (default ``train.first_phases``) phases and
-    a seeded Xavier initialization (LDA Sec. 4.1)."""
+    a seeded Xavier initialization (LDA Sec. 4.1), or the TV one of ``net.init = "tv"``."""
     n = config.net
     net = LDANet(phases or config.train.first_phases, n.width, n.depth, n.algorithm,
                  in_channels=1, kernel_size=n.kernel_size, complex=config.task.kind == "mri", delta=n.delta,
                  alpha=n.alpha, tau=n.tau, theta=n.theta, eps0=n.eps0, gamma=n.gamma, sigma=n.sigma,
                  weight=n.weight)
-    xavier_init_(net.features, generator=torch.Generator().manual_seed(config.seed))
+    gen = torch.Generator().manual_seed(config.seed)
+    if n.init == "tv":
+        tv_init_(net.features, n.init_noise, generator=gen)
+    else:
+        xavier_init_(net.features, generator=gen)
     return net.to(_dtype(config))
 
 

@@ -193,3 +193,47 @@ def test_forward_rejects_foreign_feature_maps():
         net(other, torch.zeros_like(truth))
     with pytest.raises(ValueError, match="phases"):
         net(problem, torch.zeros_like(truth), phases=4)
+
+
+# -- the TV initialization (net.init = "tv") ------------------------------------------------
+@pytest.mark.parametrize("is_complex", [False, True])
+def test_tv_init_without_noise_is_isotropic_tv_where_differences_exceed_delta(is_complex):
+    from lda_opt.learning.net import tv_init_
+
+    delta = 0.01
+    q = FeatureCNN(1, 8, 4, 3, is_complex, delta).double()
+    tv_init_(q, noise=0.0)
+    i = torch.arange(12, dtype=torch.float64)
+    x = (0.1 * i[:, None] + 0.3 * i[None, :])[None, None]  # D_v x = 0.1, D_h x = 0.3 inside
+    if is_complex:
+        x = torch.complex(x, torch.zeros_like(x))
+    with torch.no_grad():
+        out = q(x)
+    feats = out.real if is_complex else out
+    inner = (slice(None), slice(0, 11), slice(0, 11))
+    assert torch.allclose(feats[0, 0][inner[1:]], torch.full((11, 11), 0.3, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(feats[0, 2][inner[1:]], torch.full((11, 11), 0.1, dtype=torch.float64), atol=1e-12)
+    # the other channels stay in [0, delta] (a(0) = delta/4, a(h) < delta for h < delta)
+    rest = feats[0, [1, 3, 4, 5, 6, 7]][:, :11, :11]
+    assert float(rest.min()) >= 0.0 and float(rest.max()) <= delta
+    if is_complex:
+        assert float(out.imag.abs().max()) <= delta
+    # so ||q_i|| is the TV group norm ||(D x)_i|| = sqrt(0.1^2 + 0.3^2) up to 8 delta
+    tv = math.sqrt(0.1**2 + 0.3**2)
+    norms = (out.abs().square() if is_complex else out.square()).sum(1).sqrt()[0, :11, :11]
+    assert float((norms - tv).abs().max()) <= math.sqrt(6 + (8 if is_complex else 0)) * delta
+
+
+def test_tv_init_noise_adds_a_scaled_xavier_draw_and_bad_input_raises():
+    from lda_opt.learning.net import tv_init_
+
+    a = tv_init_(FeatureCNN(1, 4, 2), noise=0.0)
+    b = tv_init_(FeatureCNN(1, 4, 2), noise=0.1, generator=torch.Generator().manual_seed(3))
+    c = tv_init_(FeatureCNN(1, 4, 2), noise=0.1, generator=torch.Generator().manual_seed(3))
+    diff = (b.convs[0].weight - a.convs[0].weight).detach()
+    assert 0 < float(diff.abs().max()) <= 0.1 * math.sqrt(6 / (9 * 1 + 9 * 4)) + 1e-7
+    assert torch.equal(b.convs[1].weight, c.convs[1].weight)  # seeded
+    with pytest.raises(ValueError, match="width >= 4"):
+        tv_init_(FeatureCNN(1, 3, 2))
+    with pytest.raises(ValueError, match="noise"):
+        tv_init_(FeatureCNN(1, 4, 2), noise=-1.0)

@@ -108,13 +108,6 @@ def test_shipped_checkpoint_lookup_matches_problem_ratio_and_mask(tmp_path):
         shipped_checkpoint("mri", 2.0, "radial", tmp_path)
 
 
-_NOT_SHIPPED = pytest.mark.skipif(
-    not any(True for _ in shipped_checkpoints()),
-    reason="issue 5 open: no trained checkpoint is shipped in lda_opt/checkpoints/ yet (make checkpoints)",
-)
-
-
-@_NOT_SHIPPED
 def test_the_package_ships_block_cs_25_and_radial_mri_20():
     have = {(p, r, m) for p, r, m, _ in shipped_checkpoints()}
     assert ("block-cs", 0.25, None) in have
@@ -130,7 +123,6 @@ def test_the_package_ships_block_cs_25_and_radial_mri_20():
         assert math.isfinite(meta["eps0"]) and meta["eps0"] > 0
 
 
-@_NOT_SHIPPED
 def test_shipped_checkpoints_reconstruct_better_than_their_start():
     from lda_opt.learning import load_lda_net
     from lda_opt.learning.datasets import test_images

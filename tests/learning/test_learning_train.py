@@ -98,7 +98,9 @@ def test_resume_refuses_a_different_config_or_a_missing_state(tmp_path):
      ({"net": {"algorithm": "elda"}}, "net.algorithm"), ({"task": {"ratio": 1.5}}, "ratio"),
      ({"task": {"mask": "spiral"}}, "mask"), ({"data": {"val_images": ["camera"]}}, "val_images"),
      ({"train": {"first_phases": 9}}, "first_phases"), ({"bogus": 1}, "bogus"),
-     ({"net": {"widht": 3}}, "widht"), ({"train": {"dtype": "float16"}}, "train.dtype")],
+     ({"net": {"widht": 3}}, "widht"), ({"train": {"dtype": "float16"}}, "train.dtype"),
+     ({"net": {"init": "kaiming"}}, "net.init"), ({"net": {"init_noise": -0.1}}, "net.init_noise"),
+     ({"net": {"init": "tv", "width": 3}}, "net.width >= 4")],
 )
 def test_bad_configs_raise_value_errors_naming_the_field(patch, name):
     d = json.loads(json.dumps(TINY))
@@ -127,3 +129,21 @@ def test_cli_trains_from_a_config_file_and_reports_bad_input(tmp_path, capsys):
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "net.width" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+
+
+def test_build_net_tv_init_starts_from_tv_plus_seeded_noise():
+    from lda_opt.learning.net import tv_init_
+    from lda_opt.learning.train import build_net
+    from lda_opt.nets import FeatureCNN
+
+    d = json.loads(json.dumps(TINY))
+    d["net"].update(width=4, init="tv", init_noise=0.0)
+    net = build_net(TrainConfig.from_dict(d))
+    ref = tv_init_(FeatureCNN(1, 4, net.features.depth, complex=True), noise=0.0)
+    got, want = net.features.state_dict(), ref.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    d["net"]["init_noise"] = 0.1
+    n1, n2 = build_net(TrainConfig.from_dict(d)), build_net(TrainConfig.from_dict(d))
+    w1, w2 = n1.features.convs[0].real.weight, n2.features.convs[0].real.weight
+    assert torch.equal(w1, w2)
+    assert not torch.equal(w1, ref.convs[0].real.weight)
