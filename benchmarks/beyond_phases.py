@@ -177,7 +177,7 @@ def main(argv=None) -> int:
         f"| phi non-increasing after K | {res['phi_nonincreasing_after_K']} |\n"
         f"| PSNR at K -> final | {res['psnr_at_K']:.2f} -> {res['psnr_final']:.2f} dB |\n"
         f"| checker after K | {'no violation' if verdict['ok'] else str(violations) + ' violations'} "
-        f"({'; '.join(verdict['summary'])}) |\n"
+        f"({'; '.join(s.splitlines()[0] for s in verdict['summary'])}) |\n"
         f"| time | phases {t_phases:.1f} s, continuation {t_cont:.0f} s |\n")
     print(f"beyond K={K}: {n_iter} iterations, {conv}/{B} terminated, PSNR {res['psnr_at_K']:.2f} -> "
           f"{res['psnr_final']:.2f}, checker ok={verdict['ok']}", file=sys.stderr)
