@@ -90,9 +90,10 @@ def compare_runs(dirs: list[str | Path], out_png: str | Path) -> dict:
         ax[0, j].set_title(t, fontsize=9)
         if j == 0:
             ax[1, j].axis("off")
+            ax[1, j].text(0.5, 0.5, f"|error|\n(common scale,\nmax {err_max:.3g})", ha="center", va="center",
+                          fontsize=9, transform=ax[1, j].transAxes)
         else:
             ax[1, j].imshow(np.abs(im - truth), cmap="inferno", vmin=0.0, vmax=err_max)
-            ax[1, j].set_title("|error|", fontsize=8)
         for a in ax[:, j]:
             a.set_xticks([])
             a.set_yticks([])
