@@ -43,7 +43,7 @@ test: install
 	$(PY) -m pytest -q -n 2
 
 test-slow: install
-	$(PY) -m pytest -q -m slow
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -m slow
 
 # micro-benchmarks: benchmarks/bench_*.py (pytest-benchmark); the scripts overhead.py,
 # batch.py and race.py are run by hand (see benchmarks/README.md)

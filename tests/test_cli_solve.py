@@ -7,6 +7,7 @@ Runs are in-process through :func:`lda_opt.cli.main` on tiny images with a loose
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +216,22 @@ def test_plain_feature_map_checkpoint_errors_name_what_is_missing(tmp_path, caps
                  "--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "needs a complex one" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_shipped_lda_net_default_tolerance_is_one_level_below_eps_k(tmp_path):
+    from lda_opt.learning import shipped_checkpoints
+
+    if not any(True for _ in shipped_checkpoints()):
+        pytest.skip("no shipped checkpoint")
+    rc, out = _solve(tmp_path, "--problem", "mri", "--checkpoint", "shipped", "--max-iter", "200")
+    assert rc == 0
+    r = json.loads((out / "result.json").read_text())
+    ph, sp = r["problem"]["phases"], r["solver"]["params"]
+    assert ph["K"] == len(json.loads(Path(r["problem"]["checkpoint"]).with_suffix(".json").read_text())
+                          ["metadata"]["alpha"])
+    # Algorithm 1 starts at eps_K and stops after exactly one reduction
+    assert sp["eps0"] == ph["eps_K"] and sp["eps_tol"] == sp["sigma"] * sp["eps0"] < 1.0
+    # float32 run: eps is stored in float32
+    assert r["reason"] == "converged" and r["eps_final"] == pytest.approx(sp["gamma"] * sp["eps0"], rel=1e-6)
+    eps = lo.Trace.from_csv(out / "trace.csv").as_dict()["eps"]
+    assert torch.all(eps == eps[0])  # one smoothing level: every iteration ran at eps_K

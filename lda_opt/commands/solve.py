@@ -1,8 +1,10 @@
 """``lda-opt solve``: iterate one imaging instance to the stationarity certificate.
 
 Builds the instance with :func:`lda_opt.instances.make_instance`, runs the chosen algorithm
-with its paper defaults except ``eps_tol`` (CLI default 1.0; ``--sigma``, ``--eps-tol``, ``--eps0`` and ``--max-iter`` override
-them) and writes into ``--out DIR``:
+with its paper defaults except ``eps_tol`` (CLI default ``min(1, sigma * eps0)``: 1.0 at the
+paper defaults, so that a run stops at ``||grad phi_eps|| < gamma`` after the first smoothing
+level, and exactly one level below ``eps_K`` after an LDA-Net checkpoint's K phases; ``--sigma``,
+``--eps-tol``, ``--eps0`` and ``--max-iter`` override them) and writes into ``--out DIR``:
 
 * ``result.json`` -- the outcome (``algorithm, iterations, converged, reason, eps_final,
   grad_norm_final, phi_final, psnr, passes {forward, backward}, seconds``), the full
@@ -46,6 +48,8 @@ import torch
 from ..algorithms import ALGORITHMS
 from ..instances import KINDS, MASKS, REGULARIZERS, make_instance
 
+#: ``--eps-tol`` when not given (capped at ``sigma * eps0``, see the module docstring)
+DEFAULT_EPS_TOL = 1.0
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -64,9 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="learned feature map: a .safetensors checkpoint, or 'shipped'")
     p.add_argument("--weight", type=float, default=None, help="kappa (default per problem or checkpoint)")
     p.add_argument("--eps0", type=float, default=None, help="initial smoothing level (paper default)")
-    p.add_argument("--eps-tol", type=float, default=1.0,
+    p.add_argument("--eps-tol", type=float, default=None,
                    help="stop once sigma*eps < eps_tol, i.e. ||grad phi_eps|| < gamma*eps_tol at "
-                        "sigma = 1e3 (default 1.0; the papers' 1e-3..1.5e-5 suit their learned nets)")
+                        "sigma = 1e3 (default min(1, sigma*eps0): 1.0 at the paper defaults; one "
+                        "more smoothing level after an LDA-Net's K phases)")
     p.add_argument("--sigma", type=float, default=None, help="reduction-test scale (paper default)")
     p.add_argument("--max-iter", type=int, default=None, help="iteration cap (paper default)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (never falls back)")
@@ -197,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
         overrides = {"eps0": float(ck_meta["eps0"]), **overrides}
     cls = ALGORITHMS[args.algorithm]
     solver = cls(**overrides)  # validates the hyper-parameters (ValueError names them)
+    if args.eps_tol is None:  # documented default: at most one level below the start
+        solver = solver.replace(eps_tol=min(DEFAULT_EPS_TOL, solver.sigma * solver.eps0))
     problem = inst.problem
     problem.check_input(x0)
     constants, m = _constants(problem, x0)
