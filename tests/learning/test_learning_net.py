@@ -179,7 +179,7 @@ def test_forward_equals_the_solver_run_with_the_same_fixed_steps():
     with torch.no_grad():
         xk, st = net(problem, x0, phases=1)
     pp = net.phase_params()
-    solver = lo.LDA(linesearch=False, alpha=float(pp["alpha"][0]), tau=float(pp["tau"][0]),
+    solver = lo.LDA(linesearch=False, alpha=float(pp["alpha"][0].detach()), tau=float(pp["tau"][0].detach()),
                     eps0=float(net.eps0.detach()), sigma=1e3, gamma=0.9, eps_tol=1e-30, max_iter=1)
     res = solver.run(problem, x0)
     assert torch.equal(xk, res.x)
