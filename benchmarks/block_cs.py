@@ -39,6 +39,7 @@ import torch
 from lda_opt.learning import load_config
 from lda_opt.learning.datasets import test_images, training_data
 from lda_opt.learning.experiments import (
+    budget_lines,
     mean_metrics,
     phase_curve,
     reconstruct_images,
@@ -148,25 +149,7 @@ def _table(results: dict) -> str:
             cells.append(f"{rec['psnr']:.2f} / {rec['ssim']:.4f} / {rec['relerr']:.4f}")
             par = f"{rec['parameters']:,}" if "parameters" in rec else "NA"
         lines.append(f"| {meth} | " + " | ".join(cells) + f" | {par} |")
-    lines.append("")
-    lines.append("Compute budget (1 CPU thread, shared machine; seconds are wall clock):")
-    lines.append("")
-    lines.append("| ratio | method | budget |")
-    lines.append("|---|---|---|")
-    for r in ratios:
-        for meth, rec in results[r]["methods"].items():
-            if "budget" in rec:
-                b = rec["budget"]
-                stages = ", ".join(f"K={k}: {e} ep" for k, e in b["stages"])
-                desc = (f"{b['train_samples']} training blocks, {b['epochs']} epochs ({stages}), {b['steps']} Adam steps, "
-                        f"{b['seconds']:.0f} s training; test {rec['seconds_test']:.1f} s")
-            elif "iterations_max" in rec:
-                desc = (f"kappa={rec['kappa']:g}, max_iter {rec['settings']['max_iter']}, eps_tol "
-                        f"{rec['settings']['eps_tol']:g}: {rec['converged']}/{rec['samples']} blocks converged, "
-                        f"{rec['iterations_max']} iterations max, {rec['seconds']:.0f} s")
-            else:
-                desc = "one matrix product"
-            lines.append(f"| {_pct(float(r))}% | {meth} | {desc} |")
+    lines += budget_lines(results, ratios, "blocks", "one matrix product")
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,7 @@ import torch
 from lda_opt.learning import load_config
 from lda_opt.learning.datasets import test_images, training_data
 from lda_opt.learning.experiments import (
+    budget_lines,
     mean_metrics,
     phase_curve,
     reconstruct_images,
@@ -139,22 +140,7 @@ def _table(results: dict) -> str:
             if "parameters" in rec:
                 par = f"{rec['parameters']:,}"
         lines.append(f"| {meth} | " + " | ".join(cells) + f" | {par} |")
-    lines += ["", "Compute budget (1 CPU thread, shared machine; wall-clock seconds):", "",
-              "| ratio | method | budget |", "|---|---|---|"]
-    for r in ratios:
-        for meth, rec in results[r]["methods"].items():
-            if "budget" in rec:
-                b = rec["budget"]
-                stages = ", ".join(f"K={k}: {e} ep" for k, e in b["stages"])
-                desc = (f"{b['train_samples']} training images, {b['epochs']} epochs ({stages}), {b['steps']} Adam "
-                        f"steps, {b['seconds']:.0f} s training; test {rec['seconds_test']:.1f} s")
-            elif "iterations_max" in rec:
-                desc = (f"kappa={rec['kappa']:g}, max_iter {rec['settings']['max_iter']}, eps_tol "
-                        f"{rec['settings']['eps_tol']:g}: {rec['converged']}/{rec['samples']} converged, "
-                        f"{rec['iterations_max']} iterations max, {rec['seconds']:.0f} s")
-            else:
-                desc = "one inverse FFT"
-            lines.append(f"| {_pct(float(r))}% | {meth} | {desc} |")
+    lines += budget_lines(results, ratios, "images", "one inverse FFT")
     return "\n".join(lines) + "\n"
 
 

@@ -68,3 +68,29 @@ def phase_curve(net: LDANet, m: Measurement, batch_size: int = 64) -> list[float
             net(net.problem(sub.fidelity()), sub.x0, callback=grab)
     truth = m.to_image(m.truth)
     return [mean_metrics(m.to_image(torch.cat(xs)), truth)["psnr"] for xs in per_phase]
+
+
+def budget_lines(results: dict, ratios, unit: str, baseline: str) -> list[str]:
+    """The "compute budget" Markdown table of ``benchmarks/block_cs.py`` and ``mri.py``.
+
+    ``results[ratio]["methods"][name]`` is a record with a training ``budget`` (trained
+    nets), ``iterations_max`` (solved TV) or neither (the ``baseline``, e.g. "one inverse
+    FFT"); ``unit`` names the training samples and the solved instances ("blocks", "images").
+    """
+    lines = ["", "Compute budget (1 CPU thread, shared machine; wall-clock seconds):", "",
+             "| ratio | method | budget |", "|---|---|---|"]
+    for r in ratios:
+        for meth, rec in results[r]["methods"].items():
+            if "budget" in rec:
+                b = rec["budget"]
+                stages = ", ".join(f"K={k}: {e} ep" for k, e in b["stages"])
+                desc = (f"{b['train_samples']} training {unit}, {b['epochs']} epochs ({stages}), {b['steps']} Adam "
+                        f"steps, {b['seconds']:.0f} s training; test {rec['seconds_test']:.1f} s")
+            elif "iterations_max" in rec:
+                desc = (f"kappa={rec['kappa']:g}, max_iter {rec['settings']['max_iter']}, eps_tol "
+                        f"{rec['settings']['eps_tol']:g}: {rec['converged']}/{rec['samples']} {unit} converged, "
+                        f"{rec['iterations_max']} iterations max, {rec['seconds']:.0f} s")
+            else:
+                desc = baseline
+            lines.append(f"| {round(100 * float(r))}% | {meth} | {desc} |")
+    return lines
