@@ -58,7 +58,7 @@ def _quick(cfg):
         name=cfg.name + "_quick",
         task={"shape": [32, 32]},
         data={"train": 4, "val": 2},
-        net={"width": 2, "depth": 2},
+        net={"width": 4, "depth": 2},  # net.init = "tv" needs width >= 4
         train={"phases": 3, "first_phases": 1, "phase_step": 2, "epochs_first": 1, "epochs_stage": 1, "batch_size": 4},
     )
 
