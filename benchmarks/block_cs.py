@@ -39,10 +39,10 @@ import torch
 from lda_opt.learning import load_config
 from lda_opt.learning.datasets import test_images, training_data
 from lda_opt.learning.experiments import (
-    budget_lines,
     mean_metrics,
     phase_curve,
     reconstruct_images,
+    results_table,
     train_or_reuse,
 )
 from lda_opt.learning.reference import TVSettings, tune_tv, tv_solve
@@ -131,26 +131,7 @@ def _quick(cfg):
 
 
 def _table(results: dict) -> str:
-    ratios = sorted(results, key=float)
-    methods: list[str] = []
-    for r in ratios:
-        for k in results[r]["methods"]:
-            if k not in methods:
-                methods.append(k)
-    head = "| method | " + " | ".join(f"{_pct(float(r))}% PSNR / SSIM / RelErr" for r in ratios) + " | #par |"
-    lines = [head, "|" + "---|" * (len(ratios) + 2)]
-    for meth in methods:
-        cells, par = [], ""
-        for r in ratios:
-            rec = results[r]["methods"].get(meth)
-            if rec is None:
-                cells.append("-")
-                continue
-            cells.append(f"{rec['psnr']:.2f} / {rec['ssim']:.4f} / {rec['relerr']:.4f}")
-            par = f"{rec['parameters']:,}" if "parameters" in rec else "NA"
-        lines.append(f"| {meth} | " + " | ".join(cells) + f" | {par} |")
-    lines += budget_lines(results, ratios, "blocks", "one matrix product")
-    return "\n".join(lines) + "\n"
+    return results_table(results, ("psnr", "ssim", "relerr"), "blocks", "one matrix product")
 
 
 def _plots(results: dict, out: Path, tag: str) -> None:

@@ -36,10 +36,10 @@ import torch
 from lda_opt.learning import load_config
 from lda_opt.learning.datasets import test_images, training_data
 from lda_opt.learning.experiments import (
-    budget_lines,
     mean_metrics,
     phase_curve,
     reconstruct_images,
+    results_table,
     train_or_reuse,
 )
 from lda_opt.learning.reference import TVSettings, tune_tv, tv_solve
@@ -121,27 +121,7 @@ def run_ratio(ratio: float, args, log) -> dict:
 
 
 def _table(results: dict) -> str:
-    ratios = sorted(results, key=float)
-    methods: list[str] = []
-    for r in ratios:
-        for k in results[r]["methods"]:
-            if k not in methods:
-                methods.append(k)
-    head = "| method | " + " | ".join(f"{_pct(float(r))}% PSNR / RelErr / SSIM" for r in ratios) + " | #par |"
-    lines = [head, "|" + "---|" * (len(ratios) + 2)]
-    for meth in methods:
-        cells, par = [], "NA"
-        for r in ratios:
-            rec = results[r]["methods"].get(meth)
-            if rec is None:
-                cells.append("-")
-                continue
-            cells.append(f"{rec['psnr']:.2f} / {rec['relerr']:.4f} / {rec['ssim']:.4f}")
-            if "parameters" in rec:
-                par = f"{rec['parameters']:,}"
-        lines.append(f"| {meth} | " + " | ".join(cells) + f" | {par} |")
-    lines += budget_lines(results, ratios, "images", "one inverse FFT")
-    return "\n".join(lines) + "\n"
+    return results_table(results, ("psnr", "relerr", "ssim"), "images", "one inverse FFT")
 
 
 def _plots(results: dict, out: Path, tag: str) -> None:

@@ -70,6 +70,35 @@ def phase_curve(net: LDANet, m: Measurement, batch_size: int = 64) -> list[float
     return [mean_metrics(m.to_image(torch.cat(xs)), truth)["psnr"] for xs in per_phase]
 
 
+#: column formats of :func:`results_table`
+_METRIC_FORMAT = {"psnr": ("PSNR", ".2f"), "ssim": ("SSIM", ".4f"), "relerr": ("RelErr", ".4f")}
+
+
+def results_table(results: dict, metrics: tuple[str, ...], unit: str, baseline: str) -> str:
+    """The Markdown tables of ``benchmarks/block_cs.py`` and ``mri.py``: one row per method,
+    one column per sampling ratio (``metrics`` in that order, e.g. ``("psnr", "ssim",
+    "relerr")``) and the parameter count, then :func:`budget_lines`."""
+    ratios = sorted(results, key=float)
+    methods: list[str] = []
+    for r in ratios:
+        methods += [k for k in results[r]["methods"] if k not in methods]
+    names = " / ".join(_METRIC_FORMAT[m][0] for m in metrics)
+    lines = ["| method | " + " | ".join(f"{round(100 * float(r))}% {names}" for r in ratios) + " | #par |",
+             "|" + "---|" * (len(ratios) + 2)]
+    for meth in methods:
+        cells, par = [], "NA"
+        for r in ratios:
+            rec = results[r]["methods"].get(meth)
+            if rec is None:
+                cells.append("-")
+                continue
+            cells.append(" / ".join(format(rec[m], _METRIC_FORMAT[m][1]) for m in metrics))
+            if "parameters" in rec:
+                par = f"{rec['parameters']:,}"
+        lines.append(f"| {meth} | " + " | ".join(cells) + f" | {par} |")
+    return "\n".join(lines + budget_lines(results, ratios, unit, baseline)) + "\n"
+
+
 def budget_lines(results: dict, ratios, unit: str, baseline: str) -> list[str]:
     """The "compute budget" Markdown table of ``benchmarks/block_cs.py`` and ``mri.py``.
 
