@@ -178,6 +178,8 @@ class OptimConfig:
     Stage 1 trains ``first_phases`` phases for ``epochs_first`` epochs; every later stage adds
     ``phase_step`` phases (warm start) and trains ``epochs_stage`` epochs, until ``phases``.
     Adam with ``lr``, ``betas`` (paper: 1e-4, (0.9, 0.999)), a fresh optimizer per stage;
+    ``lr_final`` (default ``None``: a constant ``lr``) anneals the rate of every stage from
+    ``lr`` to ``lr_final`` along a half cosine over the stage's steps (:meth:`lr_at`);
     ``ssim_weight`` > 0 adds the SSIM term of U-LDA eq. (3.2a).  ``dtype``: ``"float32"`` or
     ``"float64"``; ``threads``: torch CPU threads (results are bit-reproducible for a fixed
     thread count).
@@ -190,6 +192,7 @@ class OptimConfig:
     epochs_stage: int = 2
     batch_size: int = 32
     lr: float = 1e-4
+    lr_final: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     ssim_weight: float = 0.0
     dtype: str = "float32"
@@ -202,6 +205,8 @@ class OptimConfig:
         if self.first_phases > self.phases:
             raise ValueError(f"train.first_phases must be <= train.phases = {self.phases}; got {self.first_phases}")
         _num("train.lr", self.lr, 0.0)
+        if self.lr_final is not None:
+            _num("train.lr_final", self.lr_final, 0.0, self.lr, hi_open=False)
         if not (isinstance(self.betas, tuple) and len(self.betas) == 2):
             raise ValueError(f"train.betas must be a pair of numbers in [0, 1); got {self.betas!r}")
         for b in self.betas:
@@ -209,6 +214,14 @@ class OptimConfig:
         _num("train.ssim_weight", self.ssim_weight, 0.0, lo_open=False)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"train.dtype must be 'float32' or 'float64'; got {self.dtype!r}")
+
+    def lr_at(self, step: int, steps: int) -> float:
+        """The learning rate of step ``step`` (0-based) of a stage of ``steps`` steps:
+        ``lr`` when ``lr_final`` is None, else
+        ``lr_final + (lr - lr_final) (1 + cos(pi step / steps)) / 2``."""
+        if self.lr_final is None:
+            return self.lr
+        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * step / max(steps, 1)))
 
     def stages(self) -> list[tuple[int, int]]:
         """``[(K, epochs), ...]``: K = first_phases, first_phases + phase_step, ..., phases."""

@@ -289,6 +289,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
         total, skipped = 0.0, 0
         for s in range(steps_per_epoch):
             idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
+            lr = tc.lr_at(j * steps_per_epoch + s, stages[stage][1] * steps_per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
             b = tr.select(idx)
             x, _ = net(net.problem(b.fidelity()), b.x0)
             loss = reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
@@ -306,7 +309,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
         pp = {k: [float(t) for t in v.detach()] for k, v in net.phase_params().items()}
         rec = {"epoch": e + 1, "stage": stage + 1, "phases": K, "epoch_in_stage": j + 1,
                "train_loss": total / n, "val_loss": val["loss"], "val_psnr": val["psnr"], "val_ssim": val["ssim"],
-               "steps": steps_per_epoch, "skipped_steps": skipped, "seconds": time.perf_counter() - t0,
+               "steps": steps_per_epoch, "skipped_steps": skipped, "lr_last": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
                "eps0": float(net.eps0.detach()), **pp}
         log.append(rec)
         if bar is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -30,6 +31,38 @@ def test_stages_follow_the_stair_schedule():
     assert OptimConfig(phases=6, first_phases=3, phase_step=2, epochs_first=1, epochs_stage=1).stages() == [
         (3, 1), (5, 1), (6, 1)]
     assert OptimConfig(phases=3, first_phases=3, epochs_first=4).stages() == [(3, 4)]
+
+
+def test_lr_schedule_is_constant_by_default_and_a_half_cosine_per_stage_with_lr_final():
+    const = OptimConfig(lr=0.01)
+    assert [const.lr_at(s, 10) for s in (0, 5, 9)] == [0.01, 0.01, 0.01]
+    cos = OptimConfig(lr=0.01, lr_final=0.001)
+    assert cos.lr_at(0, 10) == pytest.approx(0.01, abs=1e-15)
+    assert cos.lr_at(5, 10) == pytest.approx(0.0055, abs=1e-15)  # the midpoint of the half cosine
+    assert cos.lr_at(10, 10) == pytest.approx(0.001, abs=1e-15)
+    vals = [cos.lr_at(s, 10) for s in range(11)]
+    assert all(a > b for a, b in itertools.pairwise(vals))  # strictly decreasing
+    with pytest.raises(ValueError, match="train.lr_final"):
+        OptimConfig(lr=0.01, lr_final=0.02)  # must not exceed lr
+    with pytest.raises(ValueError, match="train.lr_final"):
+        OptimConfig(lr=0.01, lr_final=0.0)
+
+
+def test_cosine_schedule_is_applied_logged_and_resumed_bit_for_bit(tmp_path):
+    d = json.loads(json.dumps(TINY))
+    d["train"]["lr_final"] = 0.001
+    cfg = TrainConfig.from_dict(d)
+    full = train(cfg, tmp_path / "full", quiet=True)
+    # 2 steps per epoch; stage 1 has 2 epochs (4 steps): its last step is step 3 of 4
+    last = [r["lr_last"] for r in full["epochs"]]
+    tc = cfg.train
+    assert last == [tc.lr_at(1, 4), tc.lr_at(3, 4), tc.lr_at(1, 2)]
+    assert TrainConfig.from_dict(TINY).to_dict()["train"]["lr_final"] is None
+    train(cfg, tmp_path / "part", quiet=True, stop_after=1)  # interrupted inside stage 1
+    train(cfg, tmp_path / "part", quiet=True, resume=True)
+    a = load_file(str(tmp_path / "full" / "state.safetensors"))
+    b = load_file(str(tmp_path / "part" / "state.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_training_writes_log_curves_and_checkpoints_every_epoch(tmp_path):
