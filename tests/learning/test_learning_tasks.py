@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,6 +122,23 @@ def test_the_package_ships_block_cs_25_and_radial_mri_20():
             assert key in meta
         assert len(meta["alpha"]) == meta["phases"]
         assert math.isfinite(meta["eps0"]) and meta["eps0"] > 0
+
+
+def test_shipped_checkpoints_were_trained_with_the_configs_make_checkpoints_uses():
+    """``make checkpoints`` retrains ``configs/NAME.json``: the shipped copy of the config, the
+    config stored in the checkpoint's metadata and the one in ``configs/`` are identical."""
+    from lda_opt.learning import TrainConfig, load_config
+
+    root = Path(__file__).resolve().parents[2]
+    for prob, ratio, mask in (("block-cs", 0.25, None), ("mri", 0.2, "radial")):
+        path = shipped_checkpoint(prob, ratio, mask)
+        shipped_cfg = json.loads(path.with_name(path.stem + ".config.json").read_text())
+        meta = json.loads(path.with_suffix(".json").read_text())["metadata"]
+        source = load_config(root / "configs" / f"{path.stem}.json").to_dict()
+        assert load_config(path.with_name(path.stem + ".config.json")).to_dict() == source
+        assert TrainConfig.from_dict(meta["training"]["config"]).to_dict() == source
+        assert shipped_cfg["name"] == path.stem
+        assert meta["phases"] == source["train"]["phases"]
 
 
 def test_shipped_checkpoints_reconstruct_better_than_their_start():
