@@ -320,6 +320,7 @@ class Backtracking:
             if trial + 1 < self.max_steps:
                 shrink_rows = rows[~ok]
                 step = _put(step, shrink_rows, step[shrink_rows] * self.shrink)
+            del pv  # the accepted rows' graphs live on in acc; free the rest before the next trial
         capped = need & ~accepted
         return LineSearchInfo(acc, step, evals, accepted, capped)
 

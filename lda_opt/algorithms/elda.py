@@ -82,6 +82,8 @@ class ELDA(Solver):
             take_u = (gx <= du2.sqrt() / P("eta1")) \
                 & (pu.phi_eps - x.phi_eps <= -(P("eta2") / 2) * du2) \
                 & torch.isfinite(pu.phi_eps)
+        if not bool(take_u.any()):
+            pu.graphs = []  # no row takes u: free the graph of q(u) before the (4.11) search
         eta3 = P("eta3")
         ls = Backtracking(self.rho, self.max_linesearch).search(
             oracle, x, eps, ~take_u, P("alpha_bar"),
