@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
 
 from .config import TrainConfig
 from .net import LDANet
-from .reference import image_metrics
+from .reference import TVSettings, image_metrics, tv_solve
 from .shipped import load_lda_net
 from .tasks import Measurement
 from .train import LOG_FILE, MODEL_FILE, STATE_FILE, train
 
-__all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse"]
+__all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse", "tv_full_grid", "tv_record"]
 
 
 def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool = True) -> tuple[LDANet, dict]:
@@ -50,6 +51,38 @@ def mean_metrics(x: torch.Tensor, truth: torch.Tensor) -> dict:
     """Mean and per-image PSNR / SSIM / RelErr (see :func:`lda_opt.learning.reference.image_metrics`)."""
     met = image_metrics(x, truth)
     return {k: sum(v) / len(v) for k, v in met.items()} | {"per_image": met}
+
+
+def tv_record(m: Measurement, kappa: float, settings: TVSettings) -> tuple[dict, torch.Tensor]:
+    """TV with weight ``kappa`` solved on every sample of ``m``: the mean / per-image metrics
+    of the reassembled images, the solve statistics (iterations, converged samples, seconds,
+    settings), and the images."""
+    t0 = time.perf_counter()
+    res = tv_solve(m, kappa, settings)
+    x = m.to_image(res.x)
+    rec = mean_metrics(x, m.to_image(m.truth))
+    rec.update(kappa=kappa, iterations_max=int(res.iterations.max()),
+               iterations_mean=float(res.iterations.float().mean()), converged=int(res.converged.sum()),
+               samples=len(res.reason), seconds=time.perf_counter() - t0, settings=settings.__dict__)
+    return rec, x
+
+
+def tv_full_grid(m: Measurement, kappas, settings: TVSettings, progress=None) -> tuple[dict, dict, torch.Tensor]:
+    """"The best kappa over a grid" with every weight solved to ``settings`` (the full budget,
+    not a coarse tuning budget): returns ``(grid, best, images of best)``, ``grid`` being the
+    records of :func:`tv_record` without per-image metrics.  ``progress(kappa, record)`` is
+    called after each solve."""
+    if not kappas:
+        raise ValueError("kappas must hold at least one weight")
+    grid, best, best_x = [], None, None
+    for kappa in kappas:
+        rec, x = tv_record(m, float(kappa), settings)
+        grid.append({k: v for k, v in rec.items() if k != "per_image"})
+        if progress is not None:
+            progress(kappa, rec)
+        if best is None or rec["psnr"] > best["psnr"]:
+            best, best_x = rec, x
+    return {"records": grid}, best, best_x
 
 
 def phase_curve(net: LDANet, m: Measurement, batch_size: int = 64) -> list[float]:
