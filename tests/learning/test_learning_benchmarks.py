@@ -25,7 +25,8 @@ def test_block_cs_quick_writes_the_table(tmp_path):
                      "--tv-full-grid", "0.001", "0.003"]) == 0
     doc = json.loads((tmp_path / "block_cs_quick.json").read_text())
     methods = doc["ratios"]["0.25"]["methods"]
-    assert {"LDA-Net", "GD-Net", "AGD-Net", "linear start x0 = Qb", "TV (kappa tuned on training images)",
+    assert {"LDA-Net", "LDA-Net (short budget)", "GD-Net (short budget)", "AGD-Net (short budget)",
+            "linear start x0 = Qb", "TV (kappa tuned on training images)",
             "TV (best kappa of the grid on test)",
             "TV (best kappa of the grid on test, every weight fully solved)"} <= set(methods)
     full = doc["ratios"]["0.25"]["tv_grid"]["test_full"]
@@ -33,6 +34,10 @@ def test_block_cs_quick_writes_the_table(tmp_path):
     best_tv = max(r["psnr"] for k, r in methods.items() if k.startswith("TV"))
     assert doc["ratios"]["0.25"]["margin_db_vs_best_tv"] == pytest.approx(methods["LDA-Net"]["psnr"] - best_tv)
     assert len(doc["ratios"]["0.25"]["phase_curves"]["LDA-Net"]) == 4  # x0 and K = 3 phases
+    budgets = [methods[f"{n} (short budget)"]["budget"] for n in ("LDA-Net", "GD-Net", "AGD-Net")]
+    assert budgets[0]["steps"] == budgets[1]["steps"] == budgets[2]["steps"]  # the same training budget
+    assert [methods[f"{n} (short budget)"]["algorithm"] for n in ("LDA-Net", "GD-Net", "AGD-Net")] == [
+        "lda", "gd", "agd"]
     assert "| LDA-Net |" in (tmp_path / "block_cs_quick.md").read_text()
     assert (tmp_path / "block_cs_quick_phases.png").stat().st_size > 0
 
