@@ -39,6 +39,21 @@ class FiniteDifference(nn.Module):
         return torch.cat([dv, dh], dim=1)
 
     @staticmethod
+    def adjoint(p: torch.Tensor) -> torch.Tensor:
+        """``D^H p`` for ``p`` of shape (B, 2C, H, W) (the exact adjoint of :meth:`forward`:
+        ``<D x, p> = <x, D^H p>``, real or complex)."""
+        if p.dim() != 4 or p.shape[1] % 2:
+            raise ValueError(f"p must have shape (B, 2C, H, W); got {tuple(p.shape)}")
+        c = p.shape[1] // 2
+        pv, ph = p[:, :c], p[:, c:]
+        out = torch.zeros_like(pv)
+        out[..., 1:, :] += pv[..., :-1, :]
+        out[..., :-1, :] -= pv[..., :-1, :]
+        out[..., :, 1:] += ph[..., :, :-1]
+        out[..., :, :-1] -= ph[..., :, :-1]
+        return out
+
+    @staticmethod
     def norm_bound() -> float:
         """Certified bound ``||D|| <= sqrt(8)`` (each 1-D difference has norm <= 2)."""
         return 8.0**0.5

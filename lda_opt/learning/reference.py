@@ -1,11 +1,19 @@
 """Classical references for the LDA-Net experiments: zero-filling / the linear start, and TV
-solved to tolerance with the library's own solver, with its weight tuned over a grid.
+with its weight tuned over a grid.
 
 TV is ``min_x 1/2 ||A x - y||^2 + kappa ||D x||_{2,1}`` (isotropic, forward differences,
-Neumann boundary: :class:`lda_opt.features.FiniteDifference`), solved by LDA Algorithm 1
-with backtracking and eps-continuation until ``sigma eps_k < eps_tol`` (or ``max_iter``),
-from the task's start ``x0``.  :func:`tune_tv` picks the best ``kappa`` of a grid by mean
-PSNR on the images it is given.
+Neumann boundary: :class:`lda_opt.features.FiniteDifference`).  Two solvers:
+
+* :func:`tv_solve`: the library's own LDA Algorithm 1 with backtracking and
+  eps-continuation until ``sigma eps_k < eps_tol`` (or ``max_iter``), from the task's start
+  ``x0``;
+* :func:`tv_exact`: the exact (unsmoothed) convex minimizer by the primal-dual algorithm of
+  Chambolle and Pock (PDHG, with ``K = [A; D]``), stopped on its primal and dual residuals.
+  TV is convex, so this is the reference that "the best-tuned TV" must be measured with:
+  the smoothed LDA solve approaches the same minimizer only slowly (on the 64 x 64 MRI test
+  set, 3000 LDA iterations at kappa 4e-3 give 28.96 dB, the exact minimizer 30.03 dB).
+
+:func:`tune_tv` picks the best ``kappa`` of a grid by mean PSNR on the images it is given.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from ..metrics import psnr, relative_error, ssim
 from ..problem import LeastSquares, Problem
 from .tasks import Measurement
 
-__all__ = ["KAPPA_GRID", "TVSettings", "image_metrics", "tune_tv", "tv_solve"]
+__all__ = ["KAPPA_GRID", "ExactTVResult", "PDHGSettings", "TVSettings", "image_metrics", "tune_tv", "tv_exact",
+           "tv_objective", "tv_solve"]
 
 #: the default grid of TV weights (log-spaced)
 KAPPA_GRID = tuple(float(f"{v:.3g}") for v in torch.logspace(-4, -1, 13).tolist())
@@ -50,6 +59,104 @@ def tv_solve(m: Measurement, kappa: float, settings: TVSettings = TVSettings()):
     """Solve TV on every sample of ``m``; returns the :class:`~lda_opt.algorithms.Result`."""
     problem = Problem(LeastSquares(m.operator, m.y), FiniteDifference(), weight=float(kappa))
     return settings.solver().run(problem, m.x0)
+
+
+@dataclass(frozen=True)
+class PDHGSettings:
+    """Stopping rule of :func:`tv_exact`: per sample, the primal residual
+    ``||x_k - x_{k+1}|| / tau`` and the dual residual
+    ``||(y_k - y_{k+1}) / s + K (xbar_k - x_{k+1})||`` (Goldstein, Esser and Baraniuk 2013)
+    both at most ``tol`` times ``||A^H y||`` (resp. ``||y||``), or ``max_iter`` iterations."""
+
+    max_iter: int = 20000
+    tol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
+        if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be a number > 0; got {self.tol!r}")
+
+
+@dataclass
+class ExactTVResult:
+    """What :func:`tv_exact` returns, per sample: the minimizer ``x``, the iterations, whether
+    the residual test held, and the TV objective at ``x``."""
+
+    x: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+    objective: torch.Tensor
+
+
+def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.abs().square().flatten(1).sum(1).sqrt()
+
+
+def tv_objective(operator, y: torch.Tensor, x: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Per-sample ``1/2 ||A x - y||^2 + kappa ||D x||_{2,1}`` (exact, unsmoothed TV)."""
+    g = FiniteDifference()(x)
+    tv = g.abs().square().sum(1).sqrt().flatten(1).sum(1)
+    return 0.5 * _per_sample_norm(operator.forward(x) - y).square() + kappa * tv
+
+
+@torch.no_grad()
+def tv_exact(operator, y: torch.Tensor, kappa: float, x0: torch.Tensor,
+             settings: PDHGSettings = PDHGSettings()) -> ExactTVResult:
+    r"""The exact minimizer of ``1/2 ||A x - y||^2 + kappa ||D x||_{2,1}`` for every sample,
+    by PDHG (Chambolle-Pock) with ``K = [A; D]``, ``G = 0``:
+
+    .. math::
+        p_{k+1} = \frac{p_k + s(A\bar x_k - y)}{1 + s},\quad
+        q_{k+1} = \Pi_{\|\cdot\|_{2,\infty}\le\kappa}(q_k + s D\bar x_k),\quad
+        x_{k+1} = x_k - t(A^H p_{k+1} + D^H q_{k+1}),\quad \bar x_{k+1} = 2x_{k+1} - x_k,
+
+    with ``s = t = 0.99 / sqrt(||A||^2 + 8)`` (``||D||^2 <= 8``), from ``x0``.  A sample
+    stops (is frozen) once its residuals pass :class:`PDHGSettings`; the others go on, so a
+    batch gives every sample the result it gets alone.
+    """
+    from ..operators import norm_estimate
+
+    kappa = float(kappa)
+    if not (math.isfinite(kappa) and kappa > 0):
+        raise ValueError(f"kappa must be a number > 0; got {kappa!r}")
+    if x0.dim() != 4:
+        raise ValueError(f"x0 must have shape (B, C, H, W); got {tuple(x0.shape)}")
+    if y.shape[0] != x0.shape[0]:
+        raise ValueError(f"y and x0 must hold the same number of samples; got {y.shape[0]} and {x0.shape[0]}")
+    D = FiniteDifference()
+    step = 0.99 / math.sqrt(norm_estimate(operator, tuple(x0.shape), dtype=x0.dtype) ** 2 * 1.01 + 8.0)
+    x = x0.clone()
+    xbar = x.clone()
+    p = torch.zeros_like(y)
+    q = torch.zeros_like(D(x))
+    scale_p = _per_sample_norm(operator.adjoint(y)).clamp_min(1e-30)
+    scale_d = _per_sample_norm(y).clamp_min(1e-30)
+    b = x.shape[0]
+    active = torch.ones(b, dtype=torch.bool, device=x.device)
+    iterations = torch.zeros(b, dtype=torch.long, device=x.device)
+
+    def sel(mask, new, old):
+        return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+    for _ in range(settings.max_iter):
+        p_new = (p + step * (operator.forward(xbar) - y)) / (1.0 + step)
+        z = q + step * D(xbar)
+        q_new = z / (z.abs().square().sum(1, keepdim=True).sqrt() / kappa).clamp_min(1.0)
+        x_new = x - step * (operator.adjoint(p_new) + D.adjoint(q_new))
+        r_primal = _per_sample_norm(x - x_new) / step
+        dx = xbar - x_new
+        r_dual = (_per_sample_norm((p - p_new) / step + operator.forward(dx)).square()
+                  + _per_sample_norm((q - q_new) / step + D(dx)).square()).sqrt()
+        xbar_new = 2 * x_new - x
+        p, q = sel(active, p_new, p), sel(active, q_new, q)
+        x, xbar = sel(active, x_new, x), sel(active, xbar_new, xbar)
+        iterations = iterations + active.long()
+        done = (r_primal <= settings.tol * scale_p) & (r_dual <= settings.tol * scale_d)
+        active = active & ~done
+        if not bool(active.any()):
+            break
+    return ExactTVResult(x, iterations, ~active, tv_objective(operator, y, x, kappa))
 
 
 def image_metrics(x: torch.Tensor, truth: torch.Tensor) -> dict[str, list[float]]:

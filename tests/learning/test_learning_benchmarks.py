@@ -21,16 +21,15 @@ def _load(name):
 @pytest.mark.slow
 def test_block_cs_quick_writes_the_table(tmp_path):
     mod = _load("block_cs")
-    assert mod.main(["--quick", "--ratios", "0.25", "--out", str(tmp_path), "--runs", str(tmp_path / "runs"),
-                     "--tv-full-grid", "0.001", "0.003"]) == 0
+    assert mod.main(["--quick", "--ratios", "0.25", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
     doc = json.loads((tmp_path / "block_cs_quick.json").read_text())
     methods = doc["ratios"]["0.25"]["methods"]
     assert {"LDA-Net", "LDA-Net (short budget)", "GD-Net (short budget)", "AGD-Net (short budget)",
             "linear start x0 = Qb", "TV (kappa tuned on training images)",
             "TV (best kappa of the grid on test)",
-            "TV (best kappa of the grid on test, every weight fully solved)"} <= set(methods)
-    full = doc["ratios"]["0.25"]["tv_grid"]["test_full"]
-    assert [r["kappa"] for r in full] == [0.001, 0.003]
+            mod.TV_EXACT} <= set(methods)
+    exact = doc["ratios"]["0.25"]["tv_grid"]["test_exact"]
+    assert [r["kappa"] for r in exact] == [r["kappa"] for r in doc["ratios"]["0.25"]["tv_grid"]["test"]]
     best_tv = max(r["psnr"] for k, r in methods.items() if k.startswith("TV"))
     assert doc["ratios"]["0.25"]["margin_db_vs_best_tv"] == pytest.approx(methods["LDA-Net"]["psnr"] - best_tv)
     assert len(doc["ratios"]["0.25"]["phase_curves"]["LDA-Net"]) == 4  # x0 and K = 3 phases

@@ -1,20 +1,21 @@
-"""The TV reference rows of the benchmark scripts: one weight (``tv_record``) and the fully
-solved grid (``tv_full_grid``)."""
+"""The TV reference rows of the benchmark scripts: one weight solved by LDA (``tv_record``)
+and the grid of exact minimizers (``tv_exact_grid``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lda_opt.learning.experiments import mean_metrics, tv_full_grid, tv_record
-from lda_opt.learning.reference import TVSettings, tv_solve
+from lda_opt.learning.experiments import mean_metrics, tv_exact_grid, tv_record
+from lda_opt.learning.reference import PDHGSettings, TVSettings, tv_exact, tv_solve
 from lda_opt.learning.tasks import MRITask
 
 
 def _measurement():
     task = MRITask(0.3, mask="radial", mask_seed=1, shape=(16, 16))
-    gen = torch.Generator().manual_seed(0)
-    truth = torch.rand(2, 1, 16, 16, generator=gen, dtype=torch.float64).to(torch.complex128)
+    truth = torch.zeros(2, 1, 16, 16, dtype=torch.complex128)
+    truth[0, 0, 3:9, 4:12] = 1.0
+    truth[1, 0, 6:14, 2:7] = 0.5 + 0.5j
     return task.measure(truth)
 
 
@@ -30,16 +31,17 @@ def test_tv_record_reports_the_solve_it_ran():
     assert rec["settings"] == settings.__dict__
 
 
-def test_tv_full_grid_picks_the_best_fully_solved_weight():
+def test_tv_exact_grid_picks_the_best_exact_minimizer():
     m = _measurement()
-    settings = TVSettings(max_iter=15, eps_tol=1e-3)
+    settings = PDHGSettings(max_iter=20_000, tol=1e-6)
     seen = []
-    grid, best, x = tv_full_grid(m, [0.001, 0.01, 0.1], settings, progress=lambda k, r: seen.append(k))
-    assert seen == [0.001, 0.01, 0.1]
-    psnrs = [r["psnr"] for r in grid["records"]]
-    assert len(psnrs) == 3 and all("per_image" not in r for r in grid["records"])
+    grid, best, x = tv_exact_grid(m, [0.001, 0.003, 0.01], settings, progress=lambda k, r: seen.append(k))
+    assert seen == [0.001, 0.003, 0.01]
+    psnrs = [r["psnr"] for r in grid]
+    assert len(psnrs) == 3 and all("per_image" not in r for r in grid)
     assert best["psnr"] == max(psnrs)
-    assert best["kappa"] == [0.001, 0.01, 0.1][psnrs.index(max(psnrs))]
-    assert torch.equal(x, tv_record(m, best["kappa"], settings)[1])
+    k = [0.001, 0.003, 0.01][psnrs.index(max(psnrs))]
+    assert best["kappa"] == k and best["converged"] == 2
+    assert torch.equal(x, m.to_image(tv_exact(m.operator, m.y, k, m.x0, settings).x))
     with pytest.raises(ValueError, match="kappas"):
-        tv_full_grid(m, [], settings)
+        tv_exact_grid(m, [], settings)
