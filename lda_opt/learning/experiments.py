@@ -129,16 +129,16 @@ def results_table(results: dict, metrics: tuple[str, ...], unit: str, baseline: 
     lines = ["| method | " + " | ".join(f"{round(100 * float(r))}% {names}" for r in ratios) + " | #par |",
              "|" + "---|" * (len(ratios) + 2)]
     for meth in methods:
-        cells, par = [], "NA"
+        cells, pars = [], []
         for r in ratios:
             rec = results[r]["methods"].get(meth)
             if rec is None:
                 cells.append("-")
                 continue
             cells.append(" / ".join(format(rec[m], _METRIC_FORMAT[m][1]) for m in metrics))
-            if "parameters" in rec:
-                par = f"{rec['parameters']:,}"
-        lines.append(f"| {meth} | " + " | ".join(cells) + f" | {par} |")
+            if "parameters" in rec and f"{rec['parameters']:,}" not in pars:
+                pars.append(f"{rec['parameters']:,}")
+        lines.append(f"| {meth} | " + " | ".join(cells) + f" | {' / '.join(pars) or 'NA'} |")
     return "\n".join(lines + budget_lines(results, ratios, unit, baseline)) + "\n"
 
 
