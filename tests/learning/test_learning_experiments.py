@@ -45,3 +45,14 @@ def test_tv_exact_grid_picks_the_best_exact_minimizer():
     assert torch.equal(x, m.to_image(tv_exact(m.operator, m.y, k, m.x0, settings).x))
     with pytest.raises(ValueError, match="kappas"):
         tv_exact_grid(m, [], settings)
+
+
+def test_results_table_lists_every_parameter_count_of_a_method():
+    from lda_opt.learning.experiments import results_table
+
+    rec = {"psnr": 30.0, "ssim": 0.9, "relerr": 0.1}
+    results = {"0.1": {"methods": {"net": rec | {"parameters": 7067}, "tv": rec}},
+               "0.25": {"methods": {"net": rec | {"parameters": 7071}}}}
+    table = results_table(results, ("psnr", "ssim", "relerr"), "blocks", "one product")
+    assert "| net | 30.00 / 0.9000 / 0.1000 | 30.00 / 0.9000 / 0.1000 | 7,067 / 7,071 |" in table
+    assert "| tv | 30.00 / 0.9000 / 0.1000 | - | NA |" in table
