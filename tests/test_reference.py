@@ -35,18 +35,28 @@ def tv_denoise():
     return p, y.clone(), ref
 
 
-def mri_l1():
-    """Complex MRI with l1 (complex modulus) regularizer: 1/2||P F x - y||^2 + kappa sum |x_i|."""
-    gen = torch.Generator().manual_seed(11)
+def mri_data(seed, fill):
+    """An N x N complex MRI instance: a random half mask (DC kept), ``y = A(truth) + noise``
+    with ``fill(truth)`` setting the ground truth, and the dense DFT ``F`` and mask ``P`` for
+    CVXPY (row-major vec of the 2-D orthonormal DFT)."""
+    gen = torch.Generator().manual_seed(seed)
     mask = (torch.rand(N, N, generator=gen) < 0.5).double()
     mask[0, 0] = 1.0
     A = lo.operators.MRI(mask)
     truth = torch.zeros(1, 1, N, N, dtype=torch.complex128)
-    truth[0, 0, 2, 3], truth[0, 0, 5, 5], truth[0, 0, 6, 1] = 1 + 1j, -0.7j, 0.5
+    fill(truth[0, 0])
     y = A(truth) + 0.02 * A(torch.randn(1, 1, N, N, generator=gen, dtype=torch.complex128))
     F1 = np.fft.fft(np.eye(N), norm="ortho")
-    F = np.kron(F1, F1)  # row-major vec of the 2-D orthonormal DFT
-    P = mask.numpy().reshape(-1)
+    return A, y, np.kron(F1, F1), mask.numpy().reshape(-1)
+
+
+def mri_l1():
+    """Complex MRI with l1 (complex modulus) regularizer: 1/2||P F x - y||^2 + kappa sum |x_i|."""
+
+    def fill(t):
+        t[2, 3], t[5, 5], t[6, 1] = 1 + 1j, -0.7j, 0.5
+
+    A, y, F, P = mri_data(11, fill)
     x = cp.Variable(N * N, complex=True)
     obj = 0.5 * cp.sum_squares(cp.multiply(P, F @ x) - y.numpy().reshape(-1)) + KAPPA * cp.sum(cp.abs(x))
     ref = cp.Problem(cp.Minimize(obj)).solve(solver="CLARABEL")

@@ -2,10 +2,9 @@
 per-sample batches, the adjoint of the finite differences, and bad input."""
 
 import cvxpy as cp
-import numpy as np
 import pytest
 import torch
-from test_reference import KAPPA, N, _tv_expr, cs_tv, tv_denoise
+from test_reference import KAPPA, N, _tv_expr, cs_tv, mri_data, tv_denoise
 
 import lda_opt as lo
 from lda_opt.features import FiniteDifference
@@ -17,16 +16,10 @@ TIGHT = PDHGSettings(max_iter=100_000, tol=1e-8)
 
 def mri_tv():
     """Complex MRI with TV: 1/2||P F x - y||^2 + kappa TV(x), the CVXPY optimum."""
-    gen = torch.Generator().manual_seed(13)
-    mask = (torch.rand(N, N, generator=gen) < 0.5).double()
-    mask[0, 0] = 1.0
-    A = lo.operators.MRI(mask)
-    truth = torch.zeros(1, 1, N, N, dtype=torch.complex128)
-    truth[0, 0, 2:6, 3:7] = 1 + 0.5j
-    y = A(truth) + 0.02 * A(torch.randn(1, 1, N, N, generator=gen, dtype=torch.complex128))
-    F1 = np.fft.fft(np.eye(N), norm="ortho")
-    F = np.kron(F1, F1)
-    P = mask.numpy().reshape(-1)
+    def fill(t):
+        t[2:6, 3:7] = 1 + 0.5j
+
+    A, y, F, P = mri_data(13, fill)
     X = cp.Variable((N, N), complex=True)
     obj = 0.5 * cp.sum_squares(cp.multiply(P, F @ cp.vec(X, order="C")) - y.numpy().reshape(-1)) \
         + KAPPA * _tv_expr(X, N)
