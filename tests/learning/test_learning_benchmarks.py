@@ -49,3 +49,14 @@ def test_mri_quick_writes_the_table(tmp_path):
     methods = doc["ratios"]["0.2"]["methods"]
     assert {"zero-filling", "LDA-Net", "TV (kappa tuned on training data)"} <= set(methods)
     assert (tmp_path / "mri_quick_recon.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_mri_cross_modality_quick_compares_the_two_training_sets(tmp_path):
+    mod = _load("mri_cross_modality")
+    assert mod.main(["--quick", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
+    rows = json.loads((tmp_path / "mri_cross_modality_quick.json").read_text())
+    assert list(rows) == list(mod.CONFIGS)
+    a, b = (rows[k] for k in mod.CONFIGS)
+    assert a["budget"]["steps"] == b["budget"]["steps"] and a["budget"]["train_samples"] == b["budget"]["train_samples"]
+    assert "| 32 phantoms + 32 natural crops |" in (tmp_path / "mri_cross_modality_quick.md").read_text()
