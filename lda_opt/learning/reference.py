@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import torch
 
 from ..algorithms import LDA
+from ..algorithms.base import per_sample, sq_norm
 from ..features import FiniteDifference
 from ..metrics import psnr, relative_error, ssim
+from ..operators import norm_estimate
 from ..problem import LeastSquares, Problem
 from .tasks import Measurement
 
@@ -89,15 +91,11 @@ class ExactTVResult:
     objective: torch.Tensor
 
 
-def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.abs().square().flatten(1).sum(1).sqrt()
-
-
 def tv_objective(operator, y: torch.Tensor, x: torch.Tensor, kappa: float) -> torch.Tensor:
     """Per-sample ``1/2 ||A x - y||^2 + kappa ||D x||_{2,1}`` (exact, unsmoothed TV)."""
     g = FiniteDifference()(x)
     tv = g.abs().square().sum(1).sqrt().flatten(1).sum(1)
-    return 0.5 * _per_sample_norm(operator.forward(x) - y).square() + kappa * tv
+    return 0.5 * sq_norm(operator.forward(x) - y) + kappa * tv
 
 
 @torch.no_grad()
@@ -115,8 +113,6 @@ def tv_exact(operator, y: torch.Tensor, kappa: float, x0: torch.Tensor,
     stops (is frozen) once its residuals pass :class:`PDHGSettings`; the others go on, so a
     batch gives every sample the result it gets alone.
     """
-    from ..operators import norm_estimate
-
     kappa = float(kappa)
     if not (math.isfinite(kappa) and kappa > 0):
         raise ValueError(f"kappa must be a number > 0; got {kappa!r}")
@@ -130,24 +126,23 @@ def tv_exact(operator, y: torch.Tensor, kappa: float, x0: torch.Tensor,
     xbar = x.clone()
     p = torch.zeros_like(y)
     q = torch.zeros_like(D(x))
-    scale_p = _per_sample_norm(operator.adjoint(y)).clamp_min(1e-30)
-    scale_d = _per_sample_norm(y).clamp_min(1e-30)
+    scale_p = sq_norm(operator.adjoint(y)).sqrt().clamp_min(1e-30)
+    scale_d = sq_norm(y).sqrt().clamp_min(1e-30)
     b = x.shape[0]
     active = torch.ones(b, dtype=torch.bool, device=x.device)
     iterations = torch.zeros(b, dtype=torch.long, device=x.device)
 
     def sel(mask, new, old):
-        return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+        return torch.where(per_sample(mask, new), new, old)
 
     for _ in range(settings.max_iter):
         p_new = (p + step * (operator.forward(xbar) - y)) / (1.0 + step)
         z = q + step * D(xbar)
         q_new = z / (z.abs().square().sum(1, keepdim=True).sqrt() / kappa).clamp_min(1.0)
         x_new = x - step * (operator.adjoint(p_new) + D.adjoint(q_new))
-        r_primal = _per_sample_norm(x - x_new) / step
+        r_primal = sq_norm(x - x_new).sqrt() / step
         dx = xbar - x_new
-        r_dual = (_per_sample_norm((p - p_new) / step + operator.forward(dx)).square()
-                  + _per_sample_norm((q - q_new) / step + D(dx)).square()).sqrt()
+        r_dual = (sq_norm((p - p_new) / step + operator.forward(dx)) + sq_norm((q - q_new) / step + D(dx))).sqrt()
         xbar_new = 2 * x_new - x
         p, q = sel(active, p_new, p), sel(active, q_new, q)
         x, xbar = sel(active, x_new, x), sel(active, xbar_new, xbar)
