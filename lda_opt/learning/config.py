@@ -180,7 +180,9 @@ class OptimConfig:
     Adam with ``lr``, ``betas`` (paper: 1e-4, (0.9, 0.999)), a fresh optimizer per stage;
     ``lr_final`` (default ``None``: a constant ``lr``) anneals the rate of every stage from
     ``lr`` to ``lr_final`` along a half cosine over the stage's steps (:meth:`lr_at`);
-    ``ssim_weight`` > 0 adds the SSIM term of U-LDA eq. (3.2a).  ``dtype``: ``"float32"`` or
+    ``stage_lr`` (default ``None``: ``lr`` for every stage) gives every stage of :meth:`stages`
+    its own starting rate (one number per stage), e.g. a lower rate for stages appended to a
+    trained run; ``ssim_weight`` > 0 adds the SSIM term of U-LDA eq. (3.2a).  ``dtype``: ``"float32"`` or
     ``"float64"``; ``threads``: torch CPU threads (results are bit-reproducible for a fixed
     thread count).
     """
@@ -193,6 +195,7 @@ class OptimConfig:
     batch_size: int = 32
     lr: float = 1e-4
     lr_final: float | None = None
+    stage_lr: tuple[float, ...] | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     ssim_weight: float = 0.0
     dtype: str = "float32"
@@ -205,8 +208,15 @@ class OptimConfig:
         if self.first_phases > self.phases:
             raise ValueError(f"train.first_phases must be <= train.phases = {self.phases}; got {self.first_phases}")
         _num("train.lr", self.lr, 0.0)
+        if self.stage_lr is not None:
+            n = len(self.stages())
+            if not (isinstance(self.stage_lr, tuple) and len(self.stage_lr) == n):
+                raise ValueError(f"train.stage_lr must be a list of {n} rates, one per stage; got {self.stage_lr!r}")
+            for v in self.stage_lr:
+                _num("train.stage_lr", v, 0.0)
         if self.lr_final is not None:
-            _num("train.lr_final", self.lr_final, 0.0, self.lr, hi_open=False)
+            _num("train.lr_final", self.lr_final, 0.0, min(self.peak_lr(i) for i in range(len(self.stages()))),
+                 hi_open=False)
         if not (isinstance(self.betas, tuple) and len(self.betas) == 2):
             raise ValueError(f"train.betas must be a pair of numbers in [0, 1); got {self.betas!r}")
         for b in self.betas:
@@ -215,13 +225,18 @@ class OptimConfig:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"train.dtype must be 'float32' or 'float64'; got {self.dtype!r}")
 
-    def lr_at(self, step: int, steps: int) -> float:
-        """The learning rate of step ``step`` (0-based) of a stage of ``steps`` steps:
-        ``lr`` when ``lr_final`` is None, else
-        ``lr_final + (lr - lr_final) (1 + cos(pi step / steps)) / 2``."""
+    def peak_lr(self, stage: int) -> float:
+        """The starting rate of stage ``stage`` (0-based): ``stage_lr[stage]``, or ``lr``."""
+        return self.lr if self.stage_lr is None else float(self.stage_lr[stage])
+
+    def lr_at(self, step: int, steps: int, stage: int = 0) -> float:
+        """The learning rate of step ``step`` (0-based) of stage ``stage``, of ``steps`` steps:
+        ``peak = peak_lr(stage)`` when ``lr_final`` is None, else
+        ``lr_final + (peak - lr_final) (1 + cos(pi step / steps)) / 2``."""
+        peak = self.peak_lr(stage)
         if self.lr_final is None:
-            return self.lr
-        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * step / max(steps, 1)))
+            return peak
+        return self.lr_final + 0.5 * (peak - self.lr_final) * (1.0 + math.cos(math.pi * step / max(steps, 1)))
 
     def stages(self) -> list[tuple[int, int]]:
         """``[(K, epochs), ...]``: K = first_phases, first_phases + phase_step, ..., phases."""

@@ -215,12 +215,29 @@ def _write_json(path: Path, obj: Any) -> None:
 # ---------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------
+def extends(config: TrainConfig, before: TrainConfig) -> bool:
+    """Whether ``config`` trains exactly the stages of ``before`` (phases, epochs, starting
+    rates) and then appends more, with every other field equal, so that resuming a run of
+    ``before`` under ``config`` gives the same result as training ``config`` from scratch."""
+    old, new = before.train.stages(), config.train.stages()
+    if len(new) <= len(old) or new[:len(old)] != old:
+        return False
+    if any(before.train.peak_lr(i) != config.train.peak_lr(i) for i in range(len(old))):
+        return False
+    a, b = before.to_dict(), config.to_dict()
+    for d in (a, b):
+        del d["train"]["phases"], d["train"]["stage_lr"]
+    return a == b
+
+
 def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False, quiet: bool = False,
           stop_after: int | None = None, data=None) -> dict:
     """Train the network of ``config`` into ``out_dir``; returns the summary (also in
     ``log.json``).
 
-    ``resume=True`` continues from ``out_dir/state.*`` (the config must be identical);
+    ``resume=True`` continues from ``out_dir/state.*``; the config must be the one the run
+    was trained with, or one that :func:`extends` it (more stages appended: a finished run
+    then trains on, and the result equals training the longer config from scratch);
     ``stop_after`` stops after that many epochs in total (an interruption, for tests);
     ``data``: prebuilt :class:`~lda_opt.learning.datasets.TrainData` (default: built from the
     config).
@@ -257,8 +274,12 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
         if not (out / STATE_FILE).is_file():
             raise ValueError(f"resume: no {STATE_FILE} in {out}")
         tensors, info = _load_state(out)
-        if info.get("config") != cfg_dict:
-            raise ValueError(f"resume: the config differs from the one {out} was trained with")
+        before = TrainConfig.from_dict(info.get("config"))
+        if before.to_dict() != cfg_dict:
+            if not extends(config, before):
+                raise ValueError(f"resume: the config differs from the one {out} was trained with (it may only "
+                                 "append stages: a larger train.phases, the earlier stages and everything else unchanged)")
+            _write_json(out / "config.json", cfg_dict)
         opt = _restore(net, tensors, info, make_opt)
         log = list(info["log"])
         start = int(info["epoch"])
@@ -289,7 +310,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
         total, skipped = 0.0, 0
         for s in range(steps_per_epoch):
             idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
-            lr = tc.lr_at(j * steps_per_epoch + s, stages[stage][1] * steps_per_epoch)
+            lr = tc.lr_at(j * steps_per_epoch + s, stages[stage][1] * steps_per_epoch, stage)
             for group in opt.param_groups:
                 group["lr"] = lr
             b = tr.select(idx)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from lda_opt.cli import main
 from lda_opt.learning import TrainConfig, load_config, load_lda_net, task_from_metadata, train
 from lda_opt.learning.config import OptimConfig
+from lda_opt.learning.train import extends
 from lda_opt.nets import FeatureCNN, load_checkpoint
 
 TINY = {
@@ -63,6 +64,57 @@ def test_cosine_schedule_is_applied_logged_and_resumed_bit_for_bit(tmp_path):
     a = load_file(str(tmp_path / "full" / "state.safetensors"))
     b = load_file(str(tmp_path / "part" / "state.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage_lr_gives_every_stage_its_own_starting_rate():
+    tc = OptimConfig(phases=7, first_phases=3, phase_step=2, epochs_first=1, epochs_stage=1, lr=0.01,
+                     lr_final=0.001, stage_lr=(0.01, 0.004, 0.002))
+    assert [tc.peak_lr(i) for i in range(3)] == [0.01, 0.004, 0.002]
+    assert tc.lr_at(0, 10, 1) == pytest.approx(0.004, abs=1e-15)
+    assert tc.lr_at(5, 10, 2) == pytest.approx(0.0015, abs=1e-15)  # midpoint of 0.002 -> 0.001
+    assert tc.lr_at(10, 10, 2) == pytest.approx(0.001, abs=1e-15)
+    assert OptimConfig(lr=0.01).peak_lr(0) == 0.01  # default: lr for every stage
+    with pytest.raises(ValueError, match="train.stage_lr must be a list of 3"):
+        OptimConfig(phases=7, first_phases=3, phase_step=2, stage_lr=(0.01, 0.01))
+    with pytest.raises(ValueError, match="train.stage_lr"):
+        OptimConfig(phases=3, first_phases=3, stage_lr=(-0.01,))
+    with pytest.raises(ValueError, match="train.lr_final"):  # above a stage's starting rate
+        OptimConfig(phases=5, first_phases=3, phase_step=2, lr=0.01, lr_final=0.003, stage_lr=(0.01, 0.002))
+
+
+def _extended(stage_lr=(0.01, 0.01, 0.005), **net):
+    d = json.loads(json.dumps(TINY))
+    d["train"].update(phases=5, stage_lr=list(stage_lr))
+    d["net"].update(net)
+    return TrainConfig.from_dict(d)
+
+
+def test_extends_accepts_only_appended_stages():
+    base = TrainConfig.from_dict(TINY)  # stages (1, 2), (3, 1)
+    assert extends(_extended(), base)
+    assert not extends(base, base)  # nothing appended
+    assert not extends(base, _extended())  # fewer stages
+    assert not extends(_extended(stage_lr=(0.02, 0.01, 0.005)), base)  # an earlier stage's rate changed
+    assert not extends(_extended(width=3), base)  # another field changed
+    shorter = base.with_overrides(train={"epochs_stage": 2})
+    assert not extends(_extended(), shorter)  # stage 2 had 2 epochs there, 1 here
+
+
+def test_resume_with_appended_stages_equals_training_the_longer_config_from_scratch(tmp_path):
+    base, longer = TrainConfig.from_dict(TINY), _extended()
+    train(base, tmp_path / "run", quiet=True)  # finished: 3 epochs, K = 3
+    info = train(longer, tmp_path / "run", quiet=True, resume=True)
+    scratch = train(longer, tmp_path / "scratch", quiet=True)
+    a = load_file(str(tmp_path / "run" / "state.safetensors"))
+    b = load_file(str(tmp_path / "scratch" / "state.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["phases"] for r in info["epochs"]] == [1, 1, 3, 5] and info["complete"] is True
+    assert info["epochs"][-1]["lr_last"] == 0.005  # the appended stage's own (constant) rate
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == longer.to_dict()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(info["epochs"]) == strip(scratch["epochs"])
+    with pytest.raises(ValueError, match="config differs"):  # a changed earlier stage is refused
+        train(_extended(stage_lr=(0.02, 0.01, 0.005)), tmp_path / "run", quiet=True, resume=True)
 
 
 def test_training_writes_log_curves_and_checkpoints_every_epoch(tmp_path):
