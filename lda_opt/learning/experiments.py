@@ -16,21 +16,27 @@ from .net import LDANet
 from .reference import PDHGSettings, TVSettings, image_metrics, tv_exact, tv_solve
 from .shipped import load_lda_net
 from .tasks import Measurement
-from .train import LOG_FILE, MODEL_FILE, STATE_FILE, train
+from .train import LOG_FILE, MODEL_FILE, STATE_FILE, extends, train
 
 __all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse", "tv_exact_grid", "tv_record"]
 
 
 def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool = True) -> tuple[LDANet, dict]:
     """The trained network of ``config`` in ``out_dir``: reused when a complete run with the
-    same config is there, resumed when an interrupted one is, trained otherwise.  Returns
-    ``(net, log)``."""
+    same config is there, resumed when an interrupted one is or when ``config`` appends
+    stages to the run there (:func:`~lda_opt.learning.train.extends`), trained otherwise.
+    Logged configs are compared after filling in the defaults of fields added since.
+    Returns ``(net, log)``."""
     out = Path(out_dir)
     log_path = out / LOG_FILE
     log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else None
-    same = log is not None and log.get("config") == config.to_dict()
+    try:
+        logged = TrainConfig.from_dict(log["config"]) if log is not None else None
+    except (KeyError, TypeError, ValueError):
+        logged = None
+    same = logged is not None and logged.to_dict() == config.to_dict()
     if not (same and log.get("complete")):
-        resume = same and (out / STATE_FILE).is_file()
+        resume = (out / STATE_FILE).is_file() and logged is not None and (same or extends(config, logged))
         log = train(config, out, resume=resume, quiet=quiet)
     return load_lda_net(out / MODEL_FILE), log
 

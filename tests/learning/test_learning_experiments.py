@@ -56,3 +56,38 @@ def test_results_table_lists_every_parameter_count_of_a_method():
     table = results_table(results, ("psnr", "ssim", "relerr"), "blocks", "one product")
     assert "| net | 30.00 / 0.9000 / 0.1000 | 30.00 / 0.9000 / 0.1000 | 7,067 / 7,071 |" in table
     assert "| tv | 30.00 / 0.9000 / 0.1000 | - | NA |" in table
+
+
+TINY_RUN = {
+    "name": "tiny_reuse",
+    "seed": 2,
+    "task": {"kind": "mri", "ratio": 0.3, "shape": [16, 16], "mask": "radial", "mask_seed": 1},
+    "data": {"train": 4, "val": 2, "seed": 5},
+    "net": {"width": 2, "depth": 1, "alpha": 0.5, "tau": 0.5, "weight": 0.1},
+    "train": {"phases": 3, "first_phases": 1, "phase_step": 2, "epochs_first": 1, "epochs_stage": 1,
+              "batch_size": 4, "lr": 0.01},
+}
+
+
+def test_train_or_reuse_reuses_a_finished_run_and_resumes_onto_appended_stages(tmp_path):
+    import json
+
+    from lda_opt.learning import TrainConfig
+    from lda_opt.learning.experiments import train_or_reuse
+
+    cfg = TrainConfig.from_dict(TINY_RUN)
+    _, log = train_or_reuse(cfg, tmp_path)
+    assert [r["phases"] for r in log["epochs"]] == [1, 3]
+    # a log written before a field existed (no "stage_lr") is the same config: reused, not retrained
+    path = tmp_path / "log.json"
+    old = json.loads(path.read_text())
+    del old["config"]["train"]["stage_lr"]
+    path.write_text(json.dumps(old))
+    stamp = (tmp_path / "state.safetensors").stat().st_mtime_ns
+    _, again = train_or_reuse(cfg, tmp_path)
+    assert (tmp_path / "state.safetensors").stat().st_mtime_ns == stamp and len(again["epochs"]) == 2
+    # appended stages: resumed (the first two epochs kept), not retrained
+    longer = cfg.with_overrides(train={"phases": 5, "stage_lr": [0.01, 0.01, 0.002]})
+    _, ext = train_or_reuse(longer, tmp_path)
+    assert [r["phases"] for r in ext["epochs"]] == [1, 3, 5]
+    assert ext["epochs"][:2] == log["epochs"][:2] and ext["complete"] is True
