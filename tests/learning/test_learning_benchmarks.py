@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,46 @@ def test_mri_cross_modality_quick_compares_the_two_training_sets(tmp_path):
     a, b = (rows[k] for k in mod.CONFIGS)
     assert a["budget"]["steps"] == b["budget"]["steps"] and a["budget"]["train_samples"] == b["budget"]["train_samples"]
     assert "| 32 phantoms + 32 natural crops |" in (tmp_path / "mri_cross_modality_quick.md").read_text()
+
+
+def test_grow_rules_copy_last_is_ldanet_grow_and_the_others_place_phases_as_documented():
+    import torch
+
+    from lda_opt.learning import LDANet
+
+    mod = _load("grow_rules")
+    net = LDANet(3, width=2, depth=1, alpha=0.5, tau=0.5)
+    with torch.no_grad():
+        net.raw_alpha.copy_(torch.tensor([0.1, 0.2, 0.3]))
+    raw = net.raw_alpha.detach().clone()
+    net.grow(5)
+    assert torch.equal(mod.grown(raw, "copy last", 2, 0.0), net.raw_alpha.detach())
+    init = math.log(0.5)
+    assert mod.grown(raw, "initial", 2, init).tolist() == pytest.approx([0.1, 0.2, 0.3, init, init])
+    assert mod.grown(raw, "copy K-1", 2, init).tolist() == pytest.approx([0.1, 0.2, 0.3, 0.2, 0.2])
+    assert mod.grown(raw, "insert K-1", 2, init).tolist() == pytest.approx([0.1, 0.2, 0.2, 0.2, 0.3])
+    with pytest.raises(ValueError, match="rule"):
+        mod.grown(raw, "bogus", 2, init)
+
+
+def test_grow_rules_reports_every_rule_for_a_trained_checkpoint(tmp_path):
+    from lda_opt.learning import TrainConfig, train
+
+    cfg = TrainConfig.from_dict({
+        "name": "tiny_grow", "seed": 1,
+        "task": {"kind": "mri", "ratio": 0.3, "shape": [16, 16], "mask": "radial", "mask_seed": 1},
+        "data": {"train": 4, "val": 2, "seed": 5},
+        "net": {"width": 2, "depth": 1, "alpha": 0.5, "tau": 0.5, "weight": 0.1},
+        "train": {"phases": 2, "first_phases": 2, "epochs_first": 1, "batch_size": 4, "lr": 0.01},
+    })
+    train(cfg, tmp_path / "run", quiet=True)
+    mod = _load("grow_rules")
+    ck = tmp_path / "run" / "model.safetensors"
+    assert mod.main(["--checkpoints", str(ck), "--extra", "1", "3", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "grow_rules.json").read_text())
+    (res,) = doc["results"]
+    assert res["phases"] == 2
+    assert [(g["rule"], g["extra"], g["phases"]) for g in res["grown"]] == [
+        (r, e, 2 + e) for e in (1, 3) for r in mod.RULES]
+    assert all(math.isfinite(g["val_psnr"]) and math.isfinite(g["test_psnr"]) for g in res["grown"])
+    assert "| +3 |" in (tmp_path / "grow_rules.md").read_text()
