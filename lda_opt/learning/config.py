@@ -182,7 +182,9 @@ class OptimConfig:
     ``lr`` to ``lr_final`` along a half cosine over the stage's steps (:meth:`lr_at`);
     ``stage_lr`` (default ``None``: ``lr`` for every stage) gives every stage of :meth:`stages`
     its own starting rate (one number per stage), e.g. a lower rate for stages appended to a
-    trained run; ``ssim_weight`` > 0 adds the SSIM term of U-LDA eq. (3.2a).  ``dtype``: ``"float32"`` or
+    trained run; ``select`` is the network a run exports: ``"last"`` (the last epoch's) or
+    ``"best_val"`` (the epoch of the final stage with the best validation PSNR: model
+    selection on the validation set, which never touches the test images); ``ssim_weight`` > 0 adds the SSIM term of U-LDA eq. (3.2a).  ``dtype``: ``"float32"`` or
     ``"float64"``; ``threads``: torch CPU threads (results are bit-reproducible for a fixed
     thread count).
     """
@@ -196,6 +198,7 @@ class OptimConfig:
     lr: float = 1e-4
     lr_final: float | None = None
     stage_lr: tuple[float, ...] | None = None
+    select: str = "last"
     betas: tuple[float, float] = (0.9, 0.999)
     ssim_weight: float = 0.0
     dtype: str = "float32"
@@ -222,6 +225,8 @@ class OptimConfig:
         for b in self.betas:
             _num("train.betas", b, 0.0, 1.0, lo_open=False)
         _num("train.ssim_weight", self.ssim_weight, 0.0, lo_open=False)
+        if self.select not in ("last", "best_val"):
+            raise ValueError(f"train.select must be 'last' or 'best_val'; got {self.select!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"train.dtype must be 'float32' or 'float64'; got {self.dtype!r}")
 

@@ -16,14 +16,14 @@ from .net import LDANet
 from .reference import PDHGSettings, TVSettings, image_metrics, tv_exact, tv_solve
 from .shipped import load_lda_net
 from .tasks import Measurement
-from .train import LOG_FILE, MODEL_FILE, STATE_FILE, extends, train
+from .train import LOG_FILE, STATE_FILE, exported_checkpoint, extends, train
 
 __all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse", "tv_exact_grid", "tv_record"]
 
 
 def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool = True) -> tuple[LDANet, dict]:
     """The trained network of ``config`` in ``out_dir``: reused when a complete run with the
-    same config is there, resumed when an interrupted one is or when ``config`` appends
+    same config is there (its exported checkpoint, ``train.select``), resumed when an interrupted one is or when ``config`` appends
     stages to the run there (:func:`~lda_opt.learning.train.extends`), trained otherwise.
     Logged configs are compared after filling in the defaults of fields added since.
     Returns ``(net, log)``."""
@@ -38,7 +38,7 @@ def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool 
     if not (same and log.get("complete")):
         resume = (out / STATE_FILE).is_file() and logged is not None and (same or extends(config, logged))
         log = train(config, out, resume=resume, quiet=quiet)
-    return load_lda_net(out / MODEL_FILE), log
+    return load_lda_net(exported_checkpoint(out, config)), log
 
 
 def reconstruct_images(net: LDANet, m: Measurement, batch_size: int = 64,

@@ -44,6 +44,7 @@ from .net import LDANet, tv_init_
 from .tasks import Measurement
 
 __all__ = [
+    "BEST_FILE",
     "CURVES_FILE",
     "LOG_FILE",
     "MODEL_FILE",
@@ -51,10 +52,13 @@ __all__ = [
     "build_net",
     "checkpoint_metadata",
     "evaluate",
+    "exported_checkpoint",
+    "extends",
     "train",
 ]
 
 MODEL_FILE = "model.safetensors"
+BEST_FILE = "best.safetensors"
 STATE_FILE = "state.safetensors"
 LOG_FILE = "log.json"
 CURVES_FILE = "curves.png"
@@ -226,8 +230,17 @@ def extends(config: TrainConfig, before: TrainConfig) -> bool:
         return False
     a, b = before.to_dict(), config.to_dict()
     for d in (a, b):
-        del d["train"]["phases"], d["train"]["stage_lr"]
+        del d["train"]["phases"], d["train"]["stage_lr"], d["train"]["select"]
     return a == b
+
+
+def exported_checkpoint(out_dir: str | os.PathLike, config: TrainConfig) -> Path:
+    """The checkpoint a run of ``config`` in ``out_dir`` exports (``train.select``):
+    ``best.safetensors`` for ``"best_val"``, ``model.safetensors`` for ``"last"``."""
+    path = Path(out_dir) / (BEST_FILE if config.train.select == "best_val" else MODEL_FILE)
+    if not path.is_file():
+        raise FileNotFoundError(f"no exported checkpoint {path} (train the run first)")
+    return path
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False, quiet: bool = False,
@@ -270,6 +283,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
     log: list[dict] = []
     start = 0
     seconds_before = 0.0
+    best = None  # {"epoch", "val_psnr"}: the best validation epoch of the final stage so far
     if resume:
         if not (out / STATE_FILE).is_file():
             raise ValueError(f"resume: no {STATE_FILE} in {out}")
@@ -284,6 +298,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
         log = list(info["log"])
         start = int(info["epoch"])
         seconds_before = float(info.get("seconds", 0.0))
+        best = info.get("best")
+        if best is not None and plan[best["epoch"] - 1][0] != len(stages) - 1:
+            best = None  # an extended run: the best of a stage that is no longer the final one
     else:
         _write_json(out / "config.json", cfg_dict)
     if data is None:
@@ -340,10 +357,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
                     "seconds": seconds, "threads": tc.threads, "final_val_psnr": val["psnr"],
                     "stages": [list(st) for st in stages], "train_samples": n, "val_samples": va.y.shape[0]}
         save_checkpoint(net.features, out / MODEL_FILE, **checkpoint_metadata(net, config, training))
+        if tc.select == "best_val" and stage == len(stages) - 1 and (best is None or val["psnr"] > best["val_psnr"]):
+            best = {"epoch": e + 1, "val_psnr": val["psnr"]}
+            save_checkpoint(net.features, out / BEST_FILE, **checkpoint_metadata(net, config, training))
         _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "log": log,
-                                    "seconds": seconds})
+                                    "seconds": seconds, "best": best})
         summary = {"name": config.name, "config": cfg_dict, "val_psnr_x0": x0_psnr, "epochs": log, "budget": training,
-                   "parameters": net.num_parameters(), "complete": e + 1 == len(plan)}
+                   "parameters": net.num_parameters(), "complete": e + 1 == len(plan), "best": best}
         _write_json(out / LOG_FILE, summary)
         if e + 1 == end or plan[e + 1][1] != K:  # the curves: at every stage end and at the stop
             _plot(out, log, config.name)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from lda_opt.cli import main
 from lda_opt.learning import TrainConfig, load_config, load_lda_net, task_from_metadata, train
 from lda_opt.learning.config import OptimConfig
-from lda_opt.learning.train import extends
+from lda_opt.learning.train import exported_checkpoint, extends
 from lda_opt.nets import FeatureCNN, load_checkpoint
 
 TINY = {
@@ -115,6 +115,40 @@ def test_resume_with_appended_stages_equals_training_the_longer_config_from_scra
     assert strip(info["epochs"]) == strip(scratch["epochs"])
     with pytest.raises(ValueError, match="config differs"):  # a changed earlier stage is refused
         train(_extended(stage_lr=(0.02, 0.01, 0.005)), tmp_path / "run", quiet=True, resume=True)
+
+
+def test_select_best_val_exports_the_best_validation_epoch_of_the_final_stage(tmp_path):
+    d = json.loads(json.dumps(TINY))
+    d["train"].update(epochs_stage=3, select="best_val")
+    cfg = TrainConfig.from_dict(d)
+    info = train(cfg, tmp_path / "full", quiet=True)
+    final = [r for r in info["epochs"] if r["phases"] == 3]
+    assert len(final) == 3
+    want = max(final, key=lambda r: r["val_psnr"])
+    assert info["best"] == {"epoch": want["epoch"], "val_psnr": want["val_psnr"]}
+    path = exported_checkpoint(tmp_path / "full", cfg)
+    assert path.name == "best.safetensors"
+    net = load_lda_net(path)
+    assert net.checkpoint_metadata["training"]["epochs"] == want["epoch"]
+    from lda_opt.learning.datasets import training_data
+    from lda_opt.learning.train import evaluate
+
+    assert evaluate(net, training_data(cfg).val)["psnr"] == pytest.approx(want["val_psnr"], rel=1e-6)
+    # resumed inside the final stage: the same exported file, bit for bit
+    train(cfg, tmp_path / "part", quiet=True, stop_after=3)
+    train(cfg, tmp_path / "part", quiet=True, resume=True)
+    a = load_file(str(tmp_path / "full" / "best.safetensors"))
+    b = load_file(str(tmp_path / "part" / "best.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # "last" (the default) exports model.safetensors and writes no best file
+    plain = TrainConfig.from_dict(TINY)
+    train(plain, tmp_path / "plain", quiet=True)
+    assert exported_checkpoint(tmp_path / "plain", plain).name == "model.safetensors"
+    assert not (tmp_path / "plain" / "best.safetensors").exists()
+    with pytest.raises(FileNotFoundError, match="exported checkpoint"):
+        exported_checkpoint(tmp_path / "nothing", cfg)
+    with pytest.raises(ValueError, match="train.select"):
+        cfg.with_overrides(train={"select": "best_test"})
 
 
 def test_training_writes_log_curves_and_checkpoints_every_epoch(tmp_path):
@@ -232,3 +266,15 @@ def test_build_net_tv_init_starts_from_tv_plus_seeded_noise():
     w1, w2 = n1.features.convs[0].real.weight, n2.features.convs[0].real.weight
     assert torch.equal(w1, w2)
     assert not torch.equal(w1, ref.convs[0].real.weight)
+
+
+def test_an_extended_run_selects_its_best_epoch_from_the_new_final_stage(tmp_path):
+    d = json.loads(json.dumps(TINY))
+    d["train"]["select"] = "best_val"
+    base = TrainConfig.from_dict(d)
+    first = train(base, tmp_path, quiet=True)
+    assert first["best"]["epoch"] == 3  # the final stage (K = 3) has one epoch
+    d["train"].update(phases=5, stage_lr=[0.01, 0.01, 0.005])
+    info = train(TrainConfig.from_dict(d), tmp_path, quiet=True, resume=True)
+    assert info["best"]["epoch"] == 4  # K = 3 is no longer the final stage
+    assert load_lda_net(tmp_path / "best.safetensors").phases == 5
