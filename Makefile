@@ -59,7 +59,8 @@ clean:
 
 # Retrain the shipped LDA-Net checkpoints (lda_opt/checkpoints/NAME.{safetensors,json}) from
 # their training configs (NAME.config.json), seeded and on 1 CPU thread: bit-identical weights
-# on the same machine. Training directories go to build/runs/NAME (log.json, curves.png).
+# on the same machine. Training directories go to build/runs/NAME (log.json, curves.png). The
+# exported network is best.* when the config has train.select = "best_val", else model.*.
 SHIPPED_CHECKPOINTS := block_cs_25 mri_radial_20
 .PHONY: checkpoints
 checkpoints: install
@@ -68,8 +69,9 @@ checkpoints: install
 		cp configs/$$n.json lda_opt/checkpoints/$$n.config.json || exit 1; \
 		rm -rf build/runs/$$n; \
 		$(VENV)/bin/lda-opt train --config lda_opt/checkpoints/$$n.config.json --out build/runs/$$n || exit 1; \
-		cp build/runs/$$n/model.safetensors lda_opt/checkpoints/$$n.safetensors || exit 1; \
-		cp build/runs/$$n/model.json lda_opt/checkpoints/$$n.json || exit 1; \
+		src=model; if [ -f build/runs/$$n/best.safetensors ]; then src=best; fi; \
+		cp build/runs/$$n/$$src.safetensors lda_opt/checkpoints/$$n.safetensors || exit 1; \
+		cp build/runs/$$n/$$src.json lda_opt/checkpoints/$$n.json || exit 1; \
 		chmod 644 lda_opt/checkpoints/$$n.*; \
 	done
 	@echo "shipped checkpoints rewritten in lda_opt/checkpoints/"

@@ -156,3 +156,19 @@ def test_shipped_checkpoints_reconstruct_better_than_their_start():
         dr = None if imgs.is_complex() else 1.0
         gain = float(psnr(m.to_image(x), imgs[:1], dr) - psnr(m.to_image(m.x0), imgs[:1], dr))
         assert gain > 0.3, (prob, gain)
+
+
+def test_every_config_in_configs_loads_and_is_named_after_its_file():
+    """Run directories are named after ``config.name`` (benchmarks reuse them by name)."""
+    from lda_opt.learning import load_config
+
+    paths = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.json"))
+    assert len(paths) >= 12
+    for p in paths:
+        assert load_config(p).name == p.stem, p
+    k11 = load_config(paths[0].with_name("block_cs_25_k11.json"))
+    base = load_config(paths[0].with_name("block_cs_25.json"))
+    from lda_opt.learning.train import extends
+
+    assert not extends(k11, base)  # the name differs: an experiment of its own, not the shipped run
+    assert extends(k11.with_overrides(name="block_cs_25"), base)  # otherwise only appended stages
