@@ -2,8 +2,10 @@
 
 Writes into ``--out DIR`` (default ``build/runs/NAME``): ``config.json``, ``log.json`` (one
 record per epoch), ``curves.png``, the inference checkpoint ``model.safetensors`` +
-``model.json`` and the resume state ``state.safetensors`` + ``state.json`` (every epoch).
-``--resume`` continues an interrupted run bit for bit.  See :mod:`lda_opt.learning.train`.
+``model.json`` (and ``best.*`` with ``train.select = "best_val"``) and the resume state
+``state.safetensors`` + ``state.json`` (every epoch).  ``--resume`` continues an interrupted
+run bit for bit, or trains a finished run on when the config only appends stages (a larger
+``train.phases``).  See :mod:`lda_opt.learning.train`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``lda-opt train``."""
     parser.add_argument("--config", required=True, help="training config (JSON; see lda_opt.learning.config)")
     parser.add_argument("--out", default=None, help="output directory (default: build/runs/NAME)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors (an interrupted run, or a config that appends stages)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
     parser.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
                         help="stop after this many epochs in total (resume later with --resume)")
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         last = info["epochs"][-1]
         state = "complete" if info["complete"] else "interrupted (resume with --resume)"
+        if info.get("best"):
+            state += f"; exported: best.safetensors (epoch {info['best']['epoch']}, val PSNR {info['best']['val_psnr']:.2f} dB)"
         print(f"{config.name}: {len(info['epochs'])} epochs, K={last['phases']}, val PSNR {last['val_psnr']:.2f} dB "
               f"(start {info['val_psnr_x0']:.2f} dB), {info['parameters']} parameters, "
               f"{info['budget']['seconds']:.0f} s, {state}; outputs in {out}/")

@@ -248,6 +248,14 @@ def test_cli_trains_from_a_config_file_and_reports_bad_input(tmp_path, capsys):
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "net.width" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+    # the summary names the exported best epoch when train.select = "best_val"
+    sel = tmp_path / "sel.json"
+    d = json.loads(json.dumps(TINY))
+    d["train"]["select"] = "best_val"
+    sel.write_text(json.dumps(d))
+    assert main(["train", "--config", str(sel), "--out", str(tmp_path / "sel")]) == 0
+    best = json.loads((tmp_path / "sel" / "log.json").read_text())["best"]
+    assert f"exported: best.safetensors (epoch {best['epoch']}" in capsys.readouterr().out
 
 
 def test_build_net_tv_init_starts_from_tv_plus_seeded_noise():
