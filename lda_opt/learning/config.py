@@ -102,7 +102,10 @@ class DataConfig:
     random-ellipse phantoms of ``task.shape`` with phase up to ``max_phase``, plus
     ``natural`` natural-image crops (cross-modality, U-LDA Sec. 5.2.3).  ``min_std`` > 0
     keeps only training crops whose pixel standard deviation is at least ``min_std`` (flat
-    crops teach a regularizer nothing); validation crops are never filtered.
+    crops teach a regularizer nothing); validation crops are never filtered.  Block CS only:
+    ``scales`` lists further image sizes, the training crops being split evenly between
+    ``size`` and these (more distinct crops, and the scale of the test images); ``augment``
+    maps each training crop by a seeded random one of the 8 symmetries of the square.
     """
 
     train: int = 1024
@@ -113,9 +116,18 @@ class DataConfig:
     max_phase: float = 0.0
     natural: int = 0
     min_std: float = 0.0
+    scales: tuple[int, ...] = ()
+    augment: bool = False
 
     def __post_init__(self) -> None:
         _num("data.min_std", self.min_std, 0.0, lo_open=False)
+        if not isinstance(self.scales, tuple) or len({self.size, *self.scales}) != 1 + len(self.scales):
+            raise ValueError(f"data.scales must be a list of image sizes other than data.size = {self.size} and "
+                             f"each other; got {self.scales!r}")
+        for v in self.scales:
+            _int("data.scales", v, 33)
+        if self.augment not in (True, False) or not isinstance(self.augment, bool):
+            raise ValueError(f"data.augment must be true or false; got {self.augment!r}")
         _int("data.train", self.train, 1)
         _int("data.val", self.val, 1)
         _int("data.seed", self.seed, 0)
@@ -268,6 +280,9 @@ class TrainConfig:
         if not isinstance(self.name, str) or not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
             raise ValueError(f"name must be a non-empty string of letters, digits, '-', '_', '.'; got {self.name!r}")
         _int("seed", self.seed, 0)
+        if self.task.kind != "block-cs" and (self.data.scales or self.data.augment):
+            raise ValueError(f"data.scales and data.augment apply to block-cs training data only; task.kind is "
+                             f"{self.task.kind!r}")
 
     @classmethod
     def from_dict(cls, d: Any) -> TrainConfig:

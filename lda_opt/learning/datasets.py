@@ -4,7 +4,11 @@ Block CS (natural images, :data:`lda_opt.data.TRAIN_IMAGES` / :data:`~lda_opt.da
 
 * train: ``data.train`` random 33 x 33 crops (seed ``data.seed``) of the training-split
   images but ``data.val_images``, resized to ``data.size`` (with ``data.min_std`` > 0: only
-  crops of at least that pixel standard deviation);
+  crops of at least that pixel standard deviation); with ``data.scales`` the crops are split
+  evenly between the images at ``data.size`` and at each further size (the crops at the
+  ``i``-th size drawn with seed ``data.seed + SCALE_SEED_STEP i``); with ``data.augment``
+  each crop is then mapped by one of the 8 symmetries of the square, drawn with seed
+  ``data.seed + AUGMENT_OFFSET`` (:func:`dihedral`);
 * val: ``data.val`` crops (seed ``data.seed + 1``) of the ``data.val_images`` only;
 * test: the five test-split images, resized to ``size`` (default 198 = 6 x 33), whole; the
   training never sees them.
@@ -35,12 +39,17 @@ from ..data.mri import apply_phase
 from .config import TrainConfig
 from .tasks import Measurement
 
-__all__ = ["BLOCK_TEST_SIZE", "MRI_TEST_SEED", "VAL_OFFSET", "TrainData", "test_images", "training_data"]
+__all__ = ["AUGMENT_OFFSET", "BLOCK_TEST_SIZE", "MRI_TEST_SEED", "SCALE_SEED_STEP", "VAL_OFFSET", "TrainData", "dihedral",
+           "test_images", "training_data"]
 
 #: seed of the held-out MRI test phantoms (never used for training data)
 MRI_TEST_SEED = 2021_0915
 #: validation phantoms use ``data.seed + VAL_OFFSET``
 VAL_OFFSET = 7919
+#: seed step between the training crops of the sizes ``(data.size, *data.scales)``
+SCALE_SEED_STEP = 101
+#: the symmetries of ``data.augment`` are drawn with seed ``data.seed + AUGMENT_OFFSET``
+AUGMENT_OFFSET = 5
 #: default side of the block-CS test images (6 x 6 blocks of 33 x 33)
 BLOCK_TEST_SIZE = 198
 
@@ -73,6 +82,39 @@ def _crops(images: torch.Tensor, n: int, seed: int, block: int, min_std: float) 
     return cand[keep][:n]
 
 
+def dihedral(blocks: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Map block ``i`` of ``blocks`` (N, C, H, H) by symmetry ``codes[i]`` in 0..7 of the
+    square: a transpose of the last two axes when ``code >= 4``, then ``code % 4`` quarter
+    turns (``torch.rot90``).  Code 0 is the identity."""
+    if blocks.ndim != 4 or blocks.shape[-1] != blocks.shape[-2]:
+        raise ValueError(f"blocks must have shape (N, C, H, H); got {tuple(blocks.shape)}")
+    if codes.shape != (blocks.shape[0],) or bool(((codes < 0) | (codes > 7)).any()):
+        raise ValueError(f"codes must hold one integer in 0..7 per block; got shape {tuple(codes.shape)}")
+    out = blocks.clone()
+    for c in range(1, 8):
+        sel = codes == c
+        if bool(sel.any()):
+            b = blocks[sel].transpose(-1, -2) if c >= 4 else blocks[sel]
+            out[sel] = torch.rot90(b, c % 4, dims=(-2, -1))
+    return out
+
+
+def _block_training_crops(config: TrainConfig, names: list[str]) -> torch.Tensor:
+    d = config.data
+    sizes = (d.size, *d.scales)
+    counts = [d.train // len(sizes) + (i < d.train % len(sizes)) for i in range(len(sizes))]
+    parts = []
+    for i, (size, n) in enumerate(zip(sizes, counts)):
+        if n > 0:
+            imgs = load_images(names, size=size, dtype=torch.float64)
+            parts.append(_crops(imgs, n, d.seed + SCALE_SEED_STEP * i, 33, d.min_std))
+    crops = torch.cat(parts)
+    if d.augment:
+        gen = torch.Generator().manual_seed(d.seed + AUGMENT_OFFSET)
+        crops = dihedral(crops, torch.randint(0, 8, (crops.shape[0],), generator=gen))
+    return crops
+
+
 def training_data(config: TrainConfig) -> TrainData:
     """Build (deterministically) the training and validation measurements of ``config``."""
     task = config.task.build()
@@ -80,9 +122,8 @@ def training_data(config: TrainConfig) -> TrainData:
     if task.kind == "block-cs":
         dt = _dtype(config, False)
         fit_names = [n for n in TRAIN_IMAGES if n not in d.val_images]
-        imgs = load_images(fit_names, size=d.size, dtype=torch.float64)
         vimgs = load_images(list(d.val_images), size=d.size, dtype=torch.float64)
-        train = _crops(imgs, d.train, d.seed, 33, d.min_std).to(dt)
+        train = _block_training_crops(config, fit_names).to(dt)
         val = random_blocks(vimgs, d.val, seed=d.seed + 1).to(dt)
         return TrainData(task.measure_blocks(train), task.measure_blocks(val))
     dt = _dtype(config, True)
