@@ -111,6 +111,7 @@ def run_ratio(ratio: float, args, log) -> dict:
     log(f"[{pct}%] TV: kappa {k_train:g} -> {rec_train['psnr']:.2f} dB; best {k_test:g} -> {rec_test['psnr']:.2f} dB")
     tv_best = max(rec_train["psnr"], rec_test["psnr"])
     exact, rec_exact, x_exact = tv_exact_grid(m, grid, PDHGSettings(max_iter=args.pdhg_max_iter, tol=args.pdhg_tol),
+                                              extend=args.grid_extend,
                                               progress=lambda k, r: log(f"[{pct}%] TV exact (PDHG) kappa={k:g}: {r['psnr']:.2f}"))
     out["tv_grid"]["test_exact"] = exact
     out["methods"][TV_EXACT] = rec_exact
@@ -180,6 +181,8 @@ def main(argv=None) -> int:
     p.add_argument("--grid", type=float, nargs="+", default=None,
                    help="TV weights kappa to try (default: GRID)")
     p.add_argument("--pdhg-max-iter", type=int, default=20000, help="exact TV (PDHG): iteration cap")
+    p.add_argument("--grid-extend", type=int, default=6,
+                   help="exact TV: weights the grid may grow by past an end holding the best weight")
     p.add_argument("--pdhg-tol", type=float, default=1e-6, help="exact TV (PDHG): residual tolerance")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1)
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
         if not 0 < r < 1:
             p.error(f"--ratios must be in (0, 1); got {r}")
     if args.quick:
-        args.pdhg_max_iter = 500
+        args.pdhg_max_iter, args.grid_extend = 500, min(args.grid_extend, 1)
         args.tv_coarse_iter, args.tv_final_iter, args.n_test = 20, 40, 2
     torch.set_num_threads(args.threads)
     out = Path(args.out)

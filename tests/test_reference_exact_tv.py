@@ -79,3 +79,22 @@ def test_tv_exact_bad_input_raises():
         PDHGSettings(max_iter=0)
     with pytest.raises(ValueError, match="tol"):
         PDHGSettings(tol=-1.0)
+
+
+def test_adaptive_steps_reach_the_same_minimizer_in_fewer_iterations_at_a_small_weight():
+    """Goldstein et al.'s step balancing changes the path, not the minimizer; at a small
+    kappa, where the dual variables are tiny, it needs far fewer iterations."""
+    task = MRITask(0.3, mask="radial", mask_seed=2, shape=(16, 16))
+    gen = torch.Generator().manual_seed(5)
+    truth = torch.zeros(1, 1, 16, 16, dtype=torch.complex128)
+    truth[:, :, 4:12, 3:10] = 1.0
+    truth = truth + 0.1 * torch.rand(1, 1, 16, 16, generator=gen, dtype=torch.float64)
+    m = task.measure(truth)
+    fixed = tv_exact(m.operator, m.y, 1e-3, m.x0, PDHGSettings(max_iter=100_000, tol=1e-8, adaptive=False))
+    adaptive = tv_exact(m.operator, m.y, 1e-3, m.x0, PDHGSettings(max_iter=100_000, tol=1e-8))
+    assert bool(fixed.converged.all()) and bool(adaptive.converged.all())
+    assert torch.allclose(adaptive.objective, fixed.objective, rtol=1e-7, atol=0)
+    # measured: 5,897 fixed and 1,682 adaptive iterations
+    assert 3 * int(adaptive.iterations[0]) < int(fixed.iterations[0]), (adaptive.iterations, fixed.iterations)
+    with pytest.raises(ValueError, match="adaptive"):
+        PDHGSettings(adaptive=1)

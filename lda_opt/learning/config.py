@@ -126,8 +126,8 @@ class DataConfig:
                              f"each other; got {self.scales!r}")
         for v in self.scales:
             _int("data.scales", v, 33)
-        if self.augment not in (True, False) or not isinstance(self.augment, bool):
-            raise ValueError(f"data.augment must be true or false; got {self.augment!r}")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"data.augment must be true or false; got {self.augment!r}")  # noqa: TRY004 - config content
         _int("data.train", self.train, 1)
         _int("data.val", self.val, 1)
         _int("data.seed", self.seed, 0)

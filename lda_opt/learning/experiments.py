@@ -74,30 +74,55 @@ def tv_record(m: Measurement, kappa: float, settings: TVSettings) -> tuple[dict,
 
 
 def tv_exact_grid(m: Measurement, kappas, settings: PDHGSettings | None = None,
-                  progress=None) -> tuple[list[dict], dict, torch.Tensor]:
+                  progress=None, extend: int = 0) -> tuple[list[dict], dict, torch.Tensor]:
     """"The best kappa over a grid" of TV, every weight solved exactly
     (:func:`~lda_opt.learning.reference.tv_exact`, PDHG to its residual tolerance): returns
     ``(grid, best, images of best)``, ``grid`` being the records (mean metrics, ``kappa``,
     iterations, converged samples, mean objective, seconds, settings) without per-image
-    metrics.  ``progress(kappa, record)`` is called after each solve."""
+    metrics, sorted by ``kappa``.  ``progress(kappa, record)`` is called after each solve.
+
+    A best weight at an end of the grid is no optimum.  With ``extend > 0`` the grid grows
+    past that end, halving the smallest (doubling the largest) weight, until the best weight
+    has a worse neighbour on both sides or ``extend`` weights were added on that side.
+    ``best["bracketed"]`` says whether it has (False for a one-weight grid).
+    """
     if not kappas:
         raise ValueError("kappas must hold at least one weight")
+    if isinstance(extend, bool) or not isinstance(extend, int) or extend < 0:
+        raise ValueError(f"extend must be an integer >= 0; got {extend!r}")
     settings = PDHGSettings() if settings is None else settings
     truth = m.to_image(m.truth)
-    grid, best, best_x = [], None, None
-    for kappa in kappas:
+    records: dict[float, tuple[dict, torch.Tensor]] = {}
+
+    def solve(kappa: float) -> None:
         t0 = time.perf_counter()
-        res = tv_exact(m.operator, m.y, float(kappa), m.x0, settings)
+        res = tv_exact(m.operator, m.y, kappa, m.x0, settings)
         x = m.to_image(res.x)
         rec = mean_metrics(x, truth)
-        rec.update(kappa=float(kappa), iterations_max=int(res.iterations.max()), converged=int(res.converged.sum()),
+        rec.update(kappa=kappa, iterations_max=int(res.iterations.max()), converged=int(res.converged.sum()),
                    samples=int(res.converged.numel()), objective_mean=float(res.objective.mean()),
                    seconds=time.perf_counter() - t0, settings=settings.__dict__, solver="PDHG (exact TV)")
-        grid.append({k: v for k, v in rec.items() if k != "per_image"})
+        records[kappa] = (rec, x)
         if progress is not None:
             progress(kappa, rec)
-        if best is None or rec["psnr"] > best["psnr"]:
-            best, best_x = rec, x
+
+    for kappa in kappas:
+        solve(float(kappa))
+    added = {"low": 0, "high": 0}
+    while True:
+        ks = sorted(records)
+        k_best = max(ks, key=lambda k: records[k][0]["psnr"])
+        if k_best == ks[0] and len(ks) > 1 and added["low"] < extend:
+            added["low"] += 1
+            solve(ks[0] / 2)
+        elif k_best == ks[-1] and len(ks) > 1 and added["high"] < extend:
+            added["high"] += 1
+            solve(ks[-1] * 2)
+        else:
+            break
+    best, best_x = records[k_best]
+    best["bracketed"] = ks[0] < k_best < ks[-1]
+    grid = [{k: v for k, v in records[k][0].items() if k != "per_image"} for k in ks]
     return grid, best, best_x
 
 
@@ -166,10 +191,14 @@ def budget_lines(results: dict, ratios, unit: str, baseline: str) -> list[str]:
                         f"steps, {b['seconds']:.0f} s training; test {rec['seconds_test']:.1f} s")
             elif "iterations_max" in rec:
                 st = rec["settings"]
-                rule = f"eps_tol {st['eps_tol']:g}" if "eps_tol" in st else f"PDHG, residual tol {st['tol']:g}"
+                rule = f"eps_tol {st['eps_tol']:g}" if "eps_tol" in st else (
+                    f"{'adaptive ' if st.get('adaptive') else ''}PDHG, residual tol {st['tol']:g}")
                 desc = (f"kappa={rec['kappa']:g}, max_iter {st['max_iter']}, {rule}: {rec['converged']}/"
                         f"{rec['samples']} {unit} converged, {rec['iterations_max']} iterations max, "
                         f"{rec['seconds']:.0f} s")
+                if "bracketed" in rec:
+                    desc += "; the best weight " + ("lies inside the grid" if rec["bracketed"] else
+                                                    "is at an end of the grid: not bracketed")
             else:
                 desc = baseline
             lines.append(f"| {round(100 * float(r))}% | {meth} | {desc} |")

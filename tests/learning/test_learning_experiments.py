@@ -3,6 +3,8 @@ and the grid of exact minimizers (``tv_exact_grid``)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -91,3 +93,39 @@ def test_train_or_reuse_reuses_a_finished_run_and_resumes_onto_appended_stages(t
     _, ext = train_or_reuse(longer, tmp_path)
     assert [r["phases"] for r in ext["epochs"]] == [1, 3, 5]
     assert ext["epochs"][:2] == log["epochs"][:2] and ext["complete"] is True
+
+
+def _fake_exact(k_star: float):
+    """A stand-in for ``tv_exact`` whose error grows with |log2(kappa / k_star)|."""
+    from types import SimpleNamespace
+
+    def fake(op, y, kappa, x0, settings):
+        m = _measurement()
+        scale = 1.0 + 0.1 * abs(math.log2(kappa / k_star))
+        n = m.truth.shape[0]
+        return SimpleNamespace(x=m.truth * scale, iterations=torch.ones(n, dtype=torch.long),
+                               converged=torch.ones(n, dtype=torch.bool), objective=torch.zeros(n))
+    return fake
+
+
+@pytest.mark.parametrize("grid, extend, want, bracketed", [
+    ([8.0, 16.0], 5, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0], True),     # grows down, stops one past the optimum
+    ([1 / 16, 1 / 8], 5, [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0], True),  # grows up
+    ([8.0, 16.0], 2, [2.0, 4.0, 8.0, 16.0], False),               # out of extensions: not bracketed
+    ([8.0, 16.0], 0, [8.0, 16.0], False),
+    ([0.5, 1.0, 2.0], 3, [0.5, 1.0, 2.0], True),                  # already bracketed: nothing added
+    ([4.0], 3, [4.0], False),                                     # one weight: nothing to compare
+])
+def test_tv_exact_grid_extends_past_a_best_weight_at_an_end(monkeypatch, grid, extend, want, bracketed):
+    import lda_opt.learning.experiments as ex
+
+    monkeypatch.setattr(ex, "tv_exact", _fake_exact(1.0))
+    seen = []
+    records, best, _ = ex.tv_exact_grid(_measurement(), grid, PDHGSettings(), progress=lambda k, r: seen.append(k),
+                                        extend=extend)
+    assert [r["kappa"] for r in records] == want
+    assert sorted(seen) == want and seen[:len(grid)] == grid  # the given grid first, then the added weights
+    assert best["bracketed"] is bracketed
+    assert best["kappa"] == min(want, key=lambda k: abs(math.log2(k)))
+    with pytest.raises(ValueError, match="extend"):
+        ex.tv_exact_grid(_measurement(), grid, PDHGSettings(), extend=-1)
