@@ -82,7 +82,7 @@ def run_ratio(ratio: float, args, log) -> dict:
         if args.quick:
             cfg = _quick(cfg)
         log(f"[{pct}%] {label}: training / reusing {path.name}")
-        net, tlog = train_or_reuse(cfg, Path(args.runs) / cfg.name)
+        net, tlog = train_or_reuse(cfg, Path(args.runs) / cfg.name, shipped=args.shipped and label == "LDA-Net")
         t0 = time.perf_counter()
         x = reconstruct_images(net, m)
         rec = mean_metrics(x, imgs)
@@ -185,6 +185,8 @@ def main(argv=None) -> int:
     p.add_argument("--config-suffix", default="", help=argparse.SUPPRESS)
     p.add_argument("--no-baselines", action="store_true", help="skip GD-Net / AGD-Net")
     p.add_argument("--pdhg-max-iter", type=int, default=20000, help="exact TV (PDHG): iteration cap")
+    p.add_argument("--shipped", action="store_true",
+                   help="evaluate the shipped checkpoint of the LDA-Net config when it was trained with it")
     p.add_argument("--grid-extend", type=int, default=6,
                    help="exact TV: weights the grid may grow by past an end holding the best weight")
     p.add_argument("--pdhg-tol", type=float, default=1e-6, help="exact TV (PDHG): residual tolerance")

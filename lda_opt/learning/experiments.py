@@ -14,19 +14,36 @@ import torch
 from .config import TrainConfig
 from .net import LDANet
 from .reference import PDHGSettings, TVSettings, image_metrics, tv_exact, tv_solve
-from .shipped import load_lda_net
+from .shipped import CHECKPOINT_DIR, load_lda_net
 from .tasks import Measurement
 from .train import LOG_FILE, STATE_FILE, exported_checkpoint, extends, train
 
 __all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse", "tv_exact_grid", "tv_record"]
 
 
-def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool = True) -> tuple[LDANet, dict]:
+def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool = True,
+                   shipped: bool = False) -> tuple[LDANet, dict]:
     """The trained network of ``config`` in ``out_dir``: reused when a complete run with the
     same config is there (its exported checkpoint, ``train.select``), resumed when an interrupted one is or when ``config`` appends
     stages to the run there (:func:`~lda_opt.learning.train.extends`), trained otherwise.
     Logged configs are compared after filling in the defaults of fields added since.
+
+    ``shipped=True``: the checkpoint shipped as ``lda_opt/checkpoints/NAME.safetensors``
+    (``NAME = config.name``) when it was trained with ``config`` (as its metadata records);
+    otherwise as above.  Its log is the training record of its metadata (``budget``).
     Returns ``(net, log)``."""
+    if shipped:
+        path = CHECKPOINT_DIR / f"{config.name}.safetensors"
+        if path.is_file():
+            net = load_lda_net(path)
+            training = dict(net.checkpoint_metadata.get("training", {}))
+            try:
+                trained_with = TrainConfig.from_dict(training.pop("config"))
+            except (KeyError, TypeError, ValueError):
+                trained_with = None
+            if trained_with is not None and trained_with.to_dict() == config.to_dict():
+                return net, {"name": config.name, "config": config.to_dict(), "budget": training, "complete": True,
+                             "checkpoint": str(path)}
     out = Path(out_dir)
     log_path = out / LOG_FILE
     log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else None

@@ -129,3 +129,25 @@ def test_tv_exact_grid_extends_past_a_best_weight_at_an_end(monkeypatch, grid, e
     assert best["kappa"] == min(want, key=lambda k: abs(math.log2(k)))
     with pytest.raises(ValueError, match="extend"):
         ex.tv_exact_grid(_measurement(), grid, PDHGSettings(), extend=-1)
+
+
+def test_train_or_reuse_takes_the_shipped_checkpoint_only_when_trained_with_the_config(tmp_path):
+    import json
+
+    from lda_opt.learning import TrainConfig, load_config
+    from lda_opt.learning.experiments import train_or_reuse
+    from lda_opt.learning.shipped import CHECKPOINT_DIR
+
+    cfg = load_config(CHECKPOINT_DIR / "mri_radial_20.config.json")
+    net, log = train_or_reuse(cfg, tmp_path / "shipped", shipped=True)
+    meta = json.loads((CHECKPOINT_DIR / "mri_radial_20.json").read_text())["metadata"]
+    assert log["checkpoint"] == str(CHECKPOINT_DIR / "mri_radial_20.safetensors")
+    assert log["budget"] == {k: v for k, v in meta["training"].items() if k != "config"}
+    assert net.phases == meta["phases"] and not (tmp_path / "shipped").exists()  # nothing trained
+    # the same name, another config: trained, not taken from the package
+    tiny = TrainConfig.from_dict({
+        "name": "mri_radial_20", "task": {"kind": "mri", "ratio": 0.3, "shape": [16, 16]},
+        "data": {"train": 4, "val": 2}, "net": {"width": 2, "depth": 1},
+        "train": {"phases": 1, "first_phases": 1, "epochs_first": 1, "batch_size": 4}})
+    net, log = train_or_reuse(tiny, tmp_path / "tiny", shipped=True)
+    assert "checkpoint" not in log and (tmp_path / "tiny" / "log.json").is_file() and net.phases == 1
