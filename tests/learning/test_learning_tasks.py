@@ -166,9 +166,11 @@ def test_every_config_in_configs_loads_and_is_named_after_its_file():
     assert len(paths) >= 12
     for p in paths:
         assert load_config(p).name == p.stem, p
-    k11 = load_config(paths[0].with_name("block_cs_25_k11.json"))
-    base = load_config(paths[0].with_name("block_cs_25.json"))
     from lda_opt.learning.train import extends
 
-    assert not extends(k11, base)  # the name differs: an experiment of its own, not the shipped run
-    assert extends(k11.with_overrides(name="block_cs_25"), base)  # otherwise only appended stages
+    # the experiments that append stages to a run: K = 9, 11 onto the session-2 shipped config
+    # (block_cs_25_s2), K = 9 onto the shipped one (block_cs_25)
+    for longer, base in (("block_cs_25_k11", "block_cs_25_s2"), ("block_cs_25_k9", "block_cs_25")):
+        a, b = (load_config(paths[0].with_name(f"{n}.json")) for n in (longer, base))
+        assert not extends(a, b)  # the name differs: an experiment of its own, not the base run
+        assert extends(a.with_overrides(name=b.name), b)  # otherwise only appended stages
