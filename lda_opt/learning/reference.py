@@ -156,18 +156,15 @@ def tv_exact(operator, y: torch.Tensor, kappa: float, x0: torch.Tensor,
     def sel(mask, new, old):
         return torch.where(per_sample(mask, new), new, old)
 
-    def bc(v, like):  # per-sample scalars against a (B, ...) tensor
-        return v.reshape(-1, *([1] * (like.dim() - 1)))
-
     for _ in range(settings.max_iter):
-        p_new = (p + bc(s, y) * (operator.forward(xbar) - y)) / (1.0 + bc(s, y))
-        z = q + bc(s, q) * D(xbar)
+        p_new = (p + per_sample(s, y) * (operator.forward(xbar) - y)) / (1.0 + per_sample(s, y))
+        z = q + per_sample(s, q) * D(xbar)
         q_new = z / (z.abs().square().sum(1, keepdim=True).sqrt() / kappa).clamp_min(1.0)
-        x_new = x - bc(t, x) * (operator.adjoint(p_new) + D.adjoint(q_new))
+        x_new = x - per_sample(t, x) * (operator.adjoint(p_new) + D.adjoint(q_new))
         r_primal = sq_norm(x - x_new).sqrt() / t
         dx = xbar - x_new
-        r_dual = (sq_norm((p - p_new) / bc(s, y) + operator.forward(dx))
-                  + sq_norm((q - q_new) / bc(s, q) + D(dx))).sqrt()
+        r_dual = (sq_norm((p - p_new) / per_sample(s, y) + operator.forward(dx))
+                  + sq_norm((q - q_new) / per_sample(s, q) + D(dx))).sqrt()
         xbar_new = 2 * x_new - x
         p, q = sel(active, p_new, p), sel(active, q_new, q)
         x, xbar = sel(active, x_new, x), sel(active, xbar_new, xbar)
