@@ -169,8 +169,33 @@ def test_every_config_in_configs_loads_and_is_named_after_its_file():
     from lda_opt.learning.train import extends
 
     # the experiments that append stages to a run: K = 9, 11 onto the session-2 shipped config
-    # (block_cs_25_s2), K = 9 onto the shipped one (block_cs_25)
-    for longer, base in (("block_cs_25_k11", "block_cs_25_s2"), ("block_cs_25_k9", "block_cs_25")):
+    # (block_cs_25_s2), K = 9 at starting rates 1e-3 and 2e-4 onto the session-4 one (block_cs_25_s4)
+    for longer, base in (("block_cs_25_k11", "block_cs_25_s2"), ("block_cs_25_k9", "block_cs_25_s4"),
+                         ("block_cs_25_k9lo", "block_cs_25_s4")):
         a, b = (load_config(paths[0].with_name(f"{n}.json")) for n in (longer, base))
         assert not extends(a, b)  # the name differs: an experiment of its own, not the base run
         assert extends(a.with_overrides(name=b.name), b)  # otherwise only appended stages
+
+
+def test_block_cs_25_variants_differ_from_the_shipped_config_only_where_their_name_says():
+    """The session-4/5 A/B runs of ``configs/block_cs_25.json`` (8,192 crops, seed 0): the
+    session-4 shipped config (16,384 crops), a quarter of the crops, and another seed."""
+    from lda_opt.learning import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    base = load_config(root / "block_cs_25.json").to_dict()
+
+    def changed(name: str) -> dict:
+        other = load_config(root / f"{name}.json").to_dict()
+        out = {}
+        for section in base:
+            if isinstance(base[section], dict):
+                out.update({f"{section}.{k}": other[section][k] for k in base[section] if other[section][k] != base[section][k]})
+            elif other[section] != base[section]:
+                out[section] = other[section]
+        return out
+
+    assert base["data"]["train"] == 8192 and base["seed"] == 0
+    assert changed("block_cs_25_s4") == {"name": "block_cs_25_s4", "data.train": 16384}
+    assert changed("block_cs_25_quarter") == {"name": "block_cs_25_quarter", "data.train": 4096}
+    assert changed("block_cs_25_half_s1") == {"name": "block_cs_25_half_s1", "seed": 1}
