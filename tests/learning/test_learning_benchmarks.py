@@ -104,3 +104,40 @@ def test_grow_rules_reports_every_rule_for_a_trained_checkpoint(tmp_path):
         (r, e, 2 + e) for e in (1, 3) for r in mod.RULES]
     assert all(math.isfinite(g["val_psnr"]) and math.isfinite(g["test_psnr"]) for g in res["grown"])
     assert "| +3 |" in (tmp_path / "grow_rules.md").read_text()
+
+
+def test_block_cs_runs_scores_the_shipped_checkpoint_like_the_benchmark(tmp_path):
+    """The whole-image val / test table of ``benchmarks/block_cs_runs.py`` is the mean of the
+    per-image PSNRs of :func:`reconstruct_images` on the very images the benchmark uses."""
+    import torch
+
+    from lda_opt.learning.datasets import load_images, test_images
+    from lda_opt.learning.experiments import mean_metrics, reconstruct_images
+    from lda_opt.learning.shipped import load_lda_net, shipped_checkpoint
+
+    mod = _load("block_cs_runs")
+    path = shipped_checkpoint("block-cs", 0.25)
+    assert mod.main([str(path), "--size", "99", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "block_cs_runs.json").read_text())
+    (row,) = doc["runs"]
+    assert doc["selected_by_val"] == row["name"] == "block_cs_25"
+    assert row["val"]["images"] == ["rocket", "page"] and len(row["test"]["psnr_per_image"]) == 5
+    for split in ("val", "test"):
+        assert row[split]["psnr"] == pytest.approx(sum(row[split]["psnr_per_image"]) / len(row[split]["psnr_per_image"]))
+    net = load_lda_net(path)
+    from lda_opt.learning.tasks import task_from_metadata
+
+    task = task_from_metadata(net.checkpoint_metadata)
+    m = task.measure(load_images(["page"], size=99).to(torch.float32))
+    page = mean_metrics(reconstruct_images(net, m), m.to_image(m.truth))["psnr"]
+    assert row["val"]["psnr_per_image"][1] == pytest.approx(page, abs=1e-9)
+    assert test_images(task, size=99)[1] == row["test"]["images"]
+    assert "| block_cs_25 | 7 |" in (tmp_path / "block_cs_runs.md").read_text()
+
+
+def test_block_cs_runs_refuses_an_mri_checkpoint(tmp_path):
+    from lda_opt.learning.shipped import shipped_checkpoint
+
+    mod = _load("block_cs_runs")
+    with pytest.raises(ValueError, match="not a block-CS checkpoint"):
+        mod.score(shipped_checkpoint("mri", 0.2, "radial"))
