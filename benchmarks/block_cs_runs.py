@@ -64,11 +64,17 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=132, help="image size of val and test (default: the benchmark's 132)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--labels", nargs="+", default=None,
+                   help="one row label per checkpoint (default: the config name in its metadata)")
     a = p.parse_args(argv)
+    if a.labels is not None and len(a.labels) != len(a.checkpoints):
+        p.error(f"--labels: {len(a.labels)} labels for {len(a.checkpoints)} checkpoints")
     torch.set_num_threads(a.threads)
     rows = []
-    for c in a.checkpoints:
+    for i, c in enumerate(a.checkpoints):
         rows.append(score(c, a.size))
+        if a.labels is not None:
+            rows[-1]["name"] = a.labels[i]
         print(f"{rows[-1]['name']}: val {rows[-1]['val']['psnr']:.2f} dB, test {rows[-1]['test']['psnr']:.2f} dB", flush=True)
     best = max(rows, key=lambda r: r["val"]["psnr"])
     out = Path(a.out)

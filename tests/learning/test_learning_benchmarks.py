@@ -141,3 +141,5 @@ def test_block_cs_runs_refuses_an_mri_checkpoint(tmp_path):
     mod = _load("block_cs_runs")
     with pytest.raises(ValueError, match="not a block-CS checkpoint"):
         mod.score(shipped_checkpoint("mri", 0.2, "radial"))
+    with pytest.raises(SystemExit):  # one label per checkpoint
+        mod.main([str(shipped_checkpoint("block-cs", 0.25)), "--labels", "a", "b", "--out", str(tmp_path)])
