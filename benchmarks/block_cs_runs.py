@@ -1,8 +1,9 @@
 """Block-CS LDA-Net checkpoints side by side: whole-image validation and test PSNR.
 
 The selection rule fixed in session 4, before the test images were looked at: of several
-block-CS runs, ship the one with the best PSNR on the whole *validation images* (rocket and
-page at ``--size`` x ``--size``, every block, not the filtered training-style crops).  This
+block-CS runs, ship the one with the best PSNR on the whole *validation images* (the
+training config's ``data.val_images``, rocket and page, at ``--size`` x ``--size``, every
+block, not the filtered training-style crops).  This
 script measures that figure and the held-out test PSNR (``datasets.test_images``: camera,
 astronaut, coins, moon, coffee) for each checkpoint, per image, with the training budget
 stored in its metadata, and writes ``block_cs_runs.{json,md}``.
@@ -19,13 +20,13 @@ from pathlib import Path
 
 import torch
 
+from lda_opt.learning.config import TrainConfig
 from lda_opt.learning.datasets import load_images, test_images
 from lda_opt.learning.experiments import mean_metrics, reconstruct_images
 from lda_opt.learning.shipped import load_lda_net
 from lda_opt.learning.tasks import task_from_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
-VAL_IMAGES = ("rocket", "page")
 
 
 def score(path: str | Path, size: int = 132) -> dict:
@@ -35,12 +36,13 @@ def score(path: str | Path, size: int = 132) -> dict:
     task = task_from_metadata(meta)
     if task.kind != "block-cs":
         raise ValueError(f"{path}: not a block-CS checkpoint (problem {task.kind!r})")
-    training = meta.get("training", {})
-    out = {"checkpoint": str(path), "phases": net.phases, "name": training.get("config", {}).get("name"),
+    training = meta["training"]
+    cfg = TrainConfig.from_dict(training["config"])
+    out = {"checkpoint": str(path), "phases": net.phases, "name": cfg.name,
            "budget": {k: training.get(k) for k in ("train_samples", "epochs", "steps", "seconds", "threads")}}
+    vnames = list(cfg.data.val_images)
     timgs, tnames = test_images(task, size=size)
-    for split, imgs, names in (("val", load_images(list(VAL_IMAGES), size=size), list(VAL_IMAGES)),
-                               ("test", timgs, tnames)):
+    for split, imgs, names in (("val", load_images(vnames, size=size), vnames), ("test", timgs, tnames)):
         m = task.measure(imgs.to(torch.float32))
         r = mean_metrics(reconstruct_images(net, m), m.to_image(m.truth))
         out[split] = {"psnr": r["psnr"], "ssim": r["ssim"], "images": names, "psnr_per_image": r["per_image"]["psnr"]}
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
     doc = {"description": __doc__.splitlines()[0], "size": a.size, "selected_by_val": best["name"], "runs": rows}
     (out / "block_cs_runs.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     md = (f"# {doc['description']}\n\nProduced by `python benchmarks/block_cs_runs.py`. Images at {a.size} x {a.size}; "
-          f"val: {', '.join(VAL_IMAGES)} (whole images, every block). Selected by whole-image val: "
+          "val: the training config's validation images (whole images, every block). Selected by whole-image val: "
           f"**{best['name']}**.\n\n" + table(rows))
     (out / "block_cs_runs.md").write_text(md, encoding="utf-8")
     return 0
