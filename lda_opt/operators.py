@@ -20,7 +20,13 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["MRI", "Identity", "LinearOperator", "Matrix", "norm_estimate", "power_iteration"]
+from ._validate import integer
+
+#: the dtypes operators and problems compute in: float64 (theory), float32 (learned networks)
+#: and their complex counterparts (MRI).  Half precision, integers and bools are refused.
+DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+__all__ = ["DTYPES", "MRI", "Identity", "LinearOperator", "Matrix", "norm_estimate", "power_iteration"]
 
 
 class LinearOperator:
@@ -55,6 +61,18 @@ class LinearOperator:
     def select(self, index: torch.Tensor) -> LinearOperator:
         """The operator restricted to the samples ``index`` (for batch-dependent operators)."""
         return self
+
+    def check_data(self, y: torch.Tensor, name: str = "y") -> None:
+        """Raise ValueError/TypeError when ``y`` cannot be data ``A x`` of this operator
+        (called by :class:`~lda_opt.LeastSquares`; ``y`` has a batch axis and a valid dtype)."""
+        if self.complex_valued and not y.is_complex():
+            raise TypeError(f"{name} must be complex for the complex operator {type(self).__name__}; "
+                            f"got dtype {y.dtype}")
+        if self.input_shape is not None:
+            expected = tuple(self.output_shape(tuple(self.input_shape)))
+            if tuple(y.shape[1:]) != expected:
+                raise ValueError(f"{name} must have shape (B, {', '.join(map(str, expected))}) for "
+                                 f"{self!r}; got {tuple(y.shape)}")
 
     def check_input(self, x: torch.Tensor, name: str = "x0") -> None:
         """Raise ValueError/TypeError when ``x`` cannot be an input of this operator."""
@@ -93,6 +111,11 @@ class Identity(LinearOperator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return y
 
+    def check_data(self, y: torch.Tensor, name: str = "y") -> None:
+        if y.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, C, H, W) for Identity() (the shape of x); "
+                             f"got {tuple(y.shape)}")
+
     def __repr__(self) -> str:
         return "Identity()"
 
@@ -105,11 +128,18 @@ class Matrix(LinearOperator):
     """
 
     def __init__(self, Phi: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
-        if not isinstance(Phi, torch.Tensor) or Phi.dim() != 2:
-            raise ValueError("Phi must be a 2-D tensor of shape (M, C*H*W)")
-        if len(image_shape) != 3 or any(int(s) <= 0 for s in image_shape):
-            raise ValueError(f"image_shape must be (C, H, W) with positive sizes; got {image_shape}")
-        n = math.prod(int(s) for s in image_shape)
+        if not isinstance(Phi, torch.Tensor):
+            raise TypeError(f"Phi must be a torch.Tensor of shape (M, C*H*W); got {type(Phi).__name__}")
+        if Phi.dim() != 2:
+            raise ValueError(f"Phi must be a 2-D tensor of shape (M, C*H*W); got shape {tuple(Phi.shape)}")
+        if Phi.dtype not in DTYPES:
+            raise TypeError(f"Phi must have dtype float32, float64, complex64 or complex128; got {Phi.dtype}")
+        if Phi.shape[0] < 1:
+            raise ValueError(f"Phi must have at least one row (M >= 1); got shape {tuple(Phi.shape)}")
+        if not isinstance(image_shape, (tuple, list, torch.Size)) or len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W) with positive sizes; got {image_shape!r}")
+        image_shape = tuple(integer(f"image_shape[{i}]", s, 1) for i, s in enumerate(image_shape))
+        n = math.prod(image_shape)
         if Phi.shape[1] != n:
             raise ValueError(
                 f"Phi has {Phi.shape[1]} columns but image_shape {tuple(image_shape)} has {n} pixels"
@@ -149,9 +179,14 @@ class MRI(LinearOperator):
     complex_valued = True
 
     def __init__(self, mask: torch.Tensor) -> None:
-        if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3, 4):
-            raise ValueError("mask must be a tensor of shape (H, W), (C, H, W) or (B, C, H, W)")
-        m = mask.to(torch.float64) if not mask.is_floating_point() else mask
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask must be a torch.Tensor of 0/1 entries; got {type(mask).__name__}")
+        if mask.dim() not in (2, 3, 4):
+            raise ValueError("mask must be a tensor of shape (H, W), (C, H, W) or (B, C, H, W); "
+                             f"got {tuple(mask.shape)}")
+        if mask.is_complex():
+            raise TypeError(f"mask must be real (0/1 entries); got dtype {mask.dtype}")
+        m = mask.to(torch.float64) if not mask.is_floating_point() or mask.dtype not in DTYPES else mask
         if not torch.all((m == 0) | (m == 1)):
             raise ValueError("mask must contain only zeros and ones")
         if m.sum() == 0:
@@ -175,8 +210,17 @@ class MRI(LinearOperator):
         out.input_shape = None
         return out
 
+    def check_data(self, y: torch.Tensor, name: str = "y") -> None:
+        super().check_data(y, name)
+        if y.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, C, H, W) for MRI (k-space of x); got {tuple(y.shape)}")
+        self._check_layout(y, name)
+
     def check_input(self, x: torch.Tensor, name: str = "x0") -> None:
         super().check_input(x, name)
+        self._check_layout(x, name)
+
+    def _check_layout(self, x: torch.Tensor, name: str) -> None:
         mh, mw = self.mask.shape[-2:]
         if tuple(x.shape[-2:]) != (mh, mw):
             raise ValueError(

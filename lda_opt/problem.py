@@ -14,15 +14,39 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .operators import LinearOperator
+from ._validate import real
+from .operators import DTYPES, LinearOperator
 from .smoothing import Smoothing
 
 __all__ = ["LeastSquares", "Problem"]
 
 
+def _check_dtype(t: torch.Tensor, name: str) -> None:
+    if t.dtype not in DTYPES:
+        raise TypeError(f"{name} must have dtype float32, float64, complex64 or complex128; "
+                        f"got {t.dtype}")
+
+
 def _check_finite(t: torch.Tensor, name: str) -> None:
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} contains NaN or Inf")
+
+
+def _check_weight(weight) -> float | torch.Tensor:
+    """``kappa``: a finite number > 0, or a real tensor of shape () or (B,) with finite
+    entries > 0 (it may require gradients: a learned task weight)."""
+    if isinstance(weight, torch.Tensor):
+        if weight.is_complex() or weight.dtype == torch.bool:
+            raise TypeError(f"weight must be a real tensor; got dtype {weight.dtype}")
+        if weight.dim() > 1:
+            raise ValueError(f"weight must be a float or a tensor of shape (B,); got {tuple(weight.shape)}")
+        if weight.numel() == 0:
+            raise ValueError("weight must not be empty: a float or a tensor of shape (B,) with B >= 1")
+        _check_finite(weight.detach(), "weight")
+        if not torch.all(weight.detach() > 0):
+            raise ValueError("weight must be > 0 (the valid range is (0, inf))")
+        return weight
+    return real("weight", weight, 0)
 
 
 class LeastSquares:
@@ -33,9 +57,13 @@ class LeastSquares:
             raise TypeError(f"A must be an lda_opt.operators.LinearOperator; got {type(A).__name__}")
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be a torch.Tensor; got {type(y).__name__}")
+        _check_dtype(y, "y")
         if y.dim() < 2:
             raise ValueError(f"y must have a batch dimension: shape (B, ...); got {tuple(y.shape)}")
+        if y.numel() == 0:
+            raise ValueError(f"y must not be empty (an empty batch or a zero-size axis); got shape {tuple(y.shape)}")
         _check_finite(y, "y")
+        A.check_data(y)
         self.A = A
         self.y = y
 
@@ -77,6 +105,11 @@ class LeastSquares:
             )
         if x.real.dtype != self.y.real.dtype:
             raise TypeError(f"{name} has dtype {x.dtype} but y has dtype {self.y.dtype}")
+        if self.y.is_complex() != (x.is_complex() or self.A.complex_valued):
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but y has dtype {self.y.dtype}: A {name} is "
+                f"{'complex' if x.is_complex() or self.A.complex_valued else 'real'}, so y must be too "
+                "(real vs complex mismatch)")
         if x.device != self.y.device:
             raise ValueError(f"{name} is on {x.device} but y is on {self.y.device}")
 
@@ -102,18 +135,15 @@ class Problem:
     """
 
     def __init__(self, fidelity: LeastSquares, features: nn.Module, weight: float | torch.Tensor) -> None:
+        missing = [m for m in ("value", "value_and_grad", "select", "check_input")
+                   if not callable(getattr(fidelity, m, None))]
+        if missing:
+            raise TypeError(f"fidelity must be a fidelity such as lda_opt.LeastSquares (with "
+                            f"value, value_and_grad, select, check_input); got "
+                            f"{type(fidelity).__name__}, which lacks {', '.join(missing)}")
         if not isinstance(features, nn.Module):
             raise TypeError(f"features must be a torch.nn.Module; got {type(features).__name__}")
-        if isinstance(weight, torch.Tensor):
-            if weight.dim() > 1:
-                raise ValueError(f"weight must be a float or a tensor of shape (B,); got {tuple(weight.shape)}")
-            _check_finite(weight, "weight")
-            if not torch.all(weight > 0):
-                raise ValueError("weight must be > 0 (the valid range is (0, inf))")
-        else:
-            weight = float(weight)
-            if not weight > 0 or weight == float("inf"):
-                raise ValueError(f"weight must be in (0, inf); got {weight}")
+        weight = _check_weight(weight)
         self.fidelity = fidelity
         self.features = features
         self.weight = weight
@@ -152,16 +182,18 @@ class Problem:
             raise TypeError(f"{name} must be a torch.Tensor; got {type(x0).__name__}")
         if not (x0.is_floating_point() or x0.is_complex()):
             raise TypeError(f"{name} must be a floating-point or complex tensor; got {x0.dtype}")
+        _check_dtype(x0, name)
+        if x0.dim() >= 1 and x0.shape[0] == 0:
+            raise ValueError(f"{name} must hold at least one sample; got an empty batch of shape {tuple(x0.shape)}")
         _check_finite(x0, name)
         self.fidelity.check_input(x0, name)
         if isinstance(self.weight, torch.Tensor) and self.weight.dim() == 1 and self.weight.shape[0] != x0.shape[0]:
             raise ValueError(f"weight has {self.weight.shape[0]} entries but {name} has batch size {x0.shape[0]}")
         for p in self.features.parameters():
-            if p.dtype != x0.real.dtype:
+            if (p.real.dtype if p.is_complex() else p.dtype) != x0.real.dtype:
                 raise TypeError(
                     f"feature map parameters have dtype {p.dtype} but {name} has dtype {x0.dtype}; "
                     f"convert one of them (e.g. features.to({x0.real.dtype}))"
                 )
             if p.device != x0.device:
                 raise ValueError(f"feature map is on {p.device} but {name} is on {x0.device}")
-            break

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 
+from .._validate import flag, integer, real
 from ..problem import Problem
 from ..smoothing import Huber, Smoothing
 from ..trace import Trace
@@ -440,23 +441,6 @@ class Result:
         }
 
 
-def _check_range(name: str, value, lo=None, hi=None, lo_open=True, hi_open=True) -> None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number; got {value!r}") from None
-    ok = math.isfinite(v) or (hi is None and v == math.inf and False)
-    if lo is not None:
-        ok = ok and (v > lo if lo_open else v >= lo)
-    if hi is not None:
-        ok = ok and (v < hi if hi_open else v <= hi)
-    if not ok:
-        lb = "(" if lo_open else "["
-        rb = ")" if hi_open else "]"
-        rng = f"{lb}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{rb}"
-        raise ValueError(f"{name} must be in {rng}; got {value!r}")
-
-
 @dataclass(kw_only=True)
 class Solver:
     """Common hyper-parameters and the loop.  Subclasses implement :meth:`step`.
@@ -486,14 +470,12 @@ class Solver:
     monotone = True
 
     def __post_init__(self) -> None:
-        _check_range("eps0", self.eps0, 0)
-        _check_range("gamma", self.gamma, 0, 1)
-        _check_range("sigma", self.sigma, 0)
-        _check_range("eps_tol", self.eps_tol, 0)
-        if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
-        if not isinstance(self.max_linesearch, int) or self.max_linesearch < 1:
-            raise ValueError(f"max_linesearch must be an integer >= 1; got {self.max_linesearch!r}")
+        real("eps0", self.eps0, 0)
+        real("gamma", self.gamma, 0, 1)
+        real("sigma", self.sigma, 0)
+        real("eps_tol", self.eps_tol, 0)
+        integer("max_iter", self.max_iter, 1)
+        integer("max_linesearch", self.max_linesearch, 1)
         if not isinstance(self.smoothing, Smoothing):
             raise TypeError(f"smoothing must be an lda_opt.smoothing.Smoothing; got {type(self.smoothing).__name__}")
         if self.sigma * self.eps0 < self.eps_tol:
@@ -516,6 +498,8 @@ class Solver:
         """Rebuild a solver from :meth:`config` output (``smoothing`` given by name)."""
         from ..smoothing import SMOOTHINGS
 
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of {cls.__name__} fields; got {type(params).__name__}")
         params = dict(params)
         if isinstance(params.get("smoothing"), str):
             name = params["smoothing"]
@@ -639,10 +623,14 @@ class Solver:
         if not isinstance(problem, Problem):
             raise TypeError(f"problem must be an lda_opt.Problem; got {type(problem).__name__}")
         problem.check_input(x0)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable (k, state, record) or None; got {type(callback).__name__}")
+        flag("progress", progress)
         B = x0.shape[0]
         t_start = time.perf_counter()
         cb_time = 0.0
         state = self.init_state(problem, x0)
+        _check_start(state.point)
         trace = Trace(B)
         bar = _progress(progress, self.max_iter, self.name)
         for k in range(self.max_iter):
@@ -688,6 +676,18 @@ class Solver:
             reason=[REASONS[int(r)] for r in reason], trace=trace,
             seconds=time.perf_counter() - t_start - cb_time,
         )
+
+
+def _check_start(p: Point) -> None:
+    """Refuse a starting point whose ``phi_eps`` or gradient is not finite (an overflowing
+    ``f(x0)`` or a feature map returning NaN/Inf at ``x0``): bad input, refused before any
+    iteration, instead of a run that stops at once with a non-finite value."""
+    bad = ~(torch.isfinite(p.phi_eps.detach()) & torch.isfinite(sq_norm(p.grad.detach())))
+    if bool(bad.any()):
+        rows = bad.nonzero().squeeze(1).tolist()
+        raise ValueError(
+            f"x0: phi_eps(x0) or its gradient is not finite for sample(s) {rows[:10]} "
+            "(f(x0) overflows, or the feature map returns NaN/Inf at x0)")
 
 
 def _last_valid(v: torch.Tensor, active: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import real
 from .base import (
     Backtracking,
     Counter,
@@ -26,7 +27,6 @@ from .base import (
     Point,
     State,
     StepOutput,
-    _check_range,
     accept,
     per_sample,
 )
@@ -65,7 +65,7 @@ class AGD(LDABacktracking):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_range("theta", self.theta, 0, 1, lo_open=False)
+        real("theta", self.theta, 0, 1, lo_open=False)
 
     def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
         return {"x_prev": point.x.detach().clone()}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import real
 from .base import (
     Backtracking,
     Counter,
@@ -34,7 +35,6 @@ from .base import (
     Solver,
     State,
     StepOutput,
-    _check_range,
     accept,
     sq_norm,
     u_candidate,
@@ -66,8 +66,8 @@ class ELDA(Solver):
     def __post_init__(self) -> None:
         super().__post_init__()
         for n in ("alpha", "gamma_u", "alpha_bar", "eta1", "eta2", "eta3"):
-            _check_range(n, getattr(self, n), 0)
-        _check_range("rho", self.rho, 0, 1)
+            real(n, getattr(self, n), 0)
+        real("rho", self.rho, 0, 1)
 
     def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
         x, eps = state.point, state.eps

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import flag, real
 from .base import (
     Backtracking,
     Counter,
@@ -35,7 +36,6 @@ from .base import (
     Solver,
     State,
     StepOutput,
-    _check_range,
     accept,
     u_candidate,
 )
@@ -99,11 +99,10 @@ class LDABacktracking(Solver):
     def __post_init__(self) -> None:
         super().__post_init__()
         for n in ("alpha", "c"):
-            _check_range(n, getattr(self, n), 0)
-        _check_range("shrink", self.shrink, 0, 1)
+            real(n, getattr(self, n), 0)
+        real("shrink", self.shrink, 0, 1)
         for n in ("linesearch", "warm_start"):
-            if not isinstance(getattr(self, n, False), bool):
-                raise TypeError(f"{n} must be a bool; got {getattr(self, n)!r}")
+            flag(n, getattr(self, n, False))
 
 
 @dataclass(kw_only=True)
@@ -119,7 +118,7 @@ class LDA(LDABacktracking):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.tau is not None:
-            _check_range("tau", self.tau, 0)
+            real("tau", self.tau, 0)
 
     def init_aux(self, point) -> dict[str, torch.Tensor]:
         return initial_alpha_aux(self, point)

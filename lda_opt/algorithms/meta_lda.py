@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..smoothing import Smoothing, Sqrt
+from .._validate import real
 from .base import (
     Backtracking,
     Counter,
@@ -30,7 +31,6 @@ from .base import (
     Solver,
     State,
     StepOutput,
-    _check_range,
     accept,
     sq_norm,
     u_candidate,
@@ -59,8 +59,8 @@ class MetaLDA(Solver):
     def __post_init__(self) -> None:
         super().__post_init__()
         for n in ("alpha", "tau", "a"):
-            _check_range(n, getattr(self, n), 0)
-        _check_range("rho", self.rho, 0, 1)
+            real(n, getattr(self, n), 0)
+        real("rho", self.rho, 0, 1)
 
     def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
         x, eps = state.point, state.eps
