@@ -128,9 +128,18 @@ def test_block_cs_runs_scores_the_shipped_checkpoint_like_the_benchmark(tmp_path
     from lda_opt.learning.tasks import task_from_metadata
 
     task = task_from_metadata(net.checkpoint_metadata)
-    m = task.measure(load_images(["page"], size=99).to(torch.float32))
-    page = mean_metrics(reconstruct_images(net, m), m.to_image(m.truth))["psnr"]
-    assert row["val"]["psnr_per_image"][1] == pytest.approx(page, abs=1e-9)
+    # The same computation as the benchmark's (both val images in one batch, the same blocks,
+    # the same path), so bit-equal on any CPU.  Reconstructing "page" alone would change the
+    # batch shape, and with it the order of the float32 reductions in the convolutions: on
+    # another CPU that differs in the last bits (issue 15).
+    m = task.measure(load_images(["rocket", "page"], size=99).to(torch.float32))
+    per_image = mean_metrics(reconstruct_images(net, m), m.to_image(m.truth))["per_image"]["psnr"]
+    assert row["val"]["psnr_per_image"] == per_image
+    # and alone, "page" agrees up to float32 round-off of the network (a PSNR near 25 dB moves
+    # by ~1e-5 dB for a relative error of 1e-6 in the image; 1e-3 dB leaves a factor 100)
+    m1 = task.measure(load_images(["page"], size=99).to(torch.float32))
+    page = mean_metrics(reconstruct_images(net, m1), m1.to_image(m1.truth))["psnr"]
+    assert per_image[1] == pytest.approx(page, abs=1e-3)
     assert test_images(task, size=99)[1] == row["test"]["images"]
     assert "| block_cs_25 | 7 |" in (tmp_path / "block_cs_runs.md").read_text()
 
