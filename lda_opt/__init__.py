@@ -17,6 +17,26 @@ from .problem import LeastSquares, Problem
 from .smoothing import Huber, Sqrt
 from .trace import Trace
 
+#: subpackages and modules reachable as ``lo.NAME`` without an explicit import; each is
+#: imported on first access (PEP 562), so ``import lda_opt`` stays light (no safetensors,
+#: scikit-image or matplotlib until they are used)
+_LAZY = ("bounds", "data", "dual", "instances", "learning", "nets")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module  # later lookups skip this hook
+        return module
+    raise AttributeError(f"module 'lda_opt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "AGD",
     "ALGORITHMS",

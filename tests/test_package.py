@@ -1,0 +1,48 @@
+"""The top-level package: subpackages reachable as ``lo.NAME``, imported lazily (issue 20)."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import lda_opt as lo
+
+LAZY = ("bounds", "data", "dual", "instances", "learning", "nets")
+HEAVY = ("data", "dual", "instances", "learning", "nets")  # (bounds is loaded by lo.check)
+
+
+def test_import_lda_opt_does_not_import_the_lazy_subpackages():
+    """A fresh interpreter: ``import lda_opt`` loads none of them (nor safetensors, scikit-image
+    or matplotlib); the first attribute access imports exactly the one asked for."""
+    code = (
+        "import sys, lda_opt as lo\n"
+        f"lazy = {HEAVY!r}\n"
+        "heavy = ['safetensors', 'skimage', 'matplotlib'] + ['lda_opt.' + n for n in lazy]\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "lo.nets.FeatureCNN\n"
+        "print(sorted(m for m in ['lda_opt.' + n for n in lazy] if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         timeout=120).stdout.splitlines()
+    assert out == ["[]", "['lda_opt.nets']"]
+
+
+@pytest.mark.parametrize("name", LAZY)
+def test_lazy_attribute_is_the_subpackage(name):
+    assert getattr(lo, name) is importlib.import_module(f"lda_opt.{name}")
+    assert name in dir(lo)
+
+
+def test_public_names_resolve_through_the_top_level():
+    assert lo.nets.FeatureCNN is importlib.import_module("lda_opt.nets").FeatureCNN
+    assert lo.learning.LDANet is importlib.import_module("lda_opt.learning").LDANet
+    assert lo.metrics.psnr is importlib.import_module("lda_opt.metrics").psnr
+    assert callable(lo.data.load_image)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        lo.nope  # noqa: B018
