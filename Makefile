@@ -10,7 +10,7 @@ OUT ?= demo_out
 # phantoms at the demo's 300 iterations (its coarse tuning)
 DEMO_TV_WEIGHT ?= 0.01
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-isa test-slow bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,27 @@ demo: install
 # two workers (pytest-xdist) on the 2-core CI machine; each test process uses 1 torch thread
 test: install
 	$(PY) -m pytest -q -n 2
+
+# The suite once more under each lesser CPU instruction set this CPU can emulate (issue 15):
+# ATen's kernels (ATEN_CPU_CAPABILITY), oneDNN's convolutions (DNNL_MAX_CPU_ISA) and MKL's
+# BLAS (MKL_ENABLE_INSTRUCTIONS) all capped at the same level, so that float32 reductions run
+# in the order a machine without AVX-512 (avx2) or without AVX (default) would use.  A level
+# above the native one is skipped (torch would silently run the native kernels).
+ISA_LEVELS ?= default avx2
+isa_env_default := ATEN_CPU_CAPABILITY=default DNNL_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
+isa_env_avx2 := ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+isa_env_avx512 := ATEN_CPU_CAPABILITY=avx512 DNNL_MAX_CPU_ISA=AVX512_CORE MKL_ENABLE_INSTRUCTIONS=AVX512
+test-isa: install
+	@for level in $(ISA_LEVELS); do \
+		case $$level in \
+			default) envs="$(isa_env_default)";; avx2) envs="$(isa_env_avx2)";; \
+			avx512) envs="$(isa_env_avx512)";; *) echo "unknown ISA level $$level"; exit 2;; \
+		esac; \
+		got=$$(env $$envs $(PY) -c "import torch; print(torch.backends.cpu.get_cpu_capability().lower())"); \
+		if [ "$$got" != "$$level" ]; then echo "test-isa: this CPU cannot run $$level kernels (got $$got): skipped"; continue; fi; \
+		echo "test-isa: $$envs"; \
+		env $$envs $(PY) -m pytest -q -n 2 || exit 1; \
+	done
 
 test-slow: install
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -m slow
