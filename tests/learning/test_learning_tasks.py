@@ -162,17 +162,23 @@ def test_every_config_in_configs_loads_and_is_named_after_its_file():
     """Run directories are named after ``config.name`` (benchmarks reuse them by name)."""
     from lda_opt.learning import load_config
 
-    paths = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.json"))
-    assert len(paths) >= 12
-    for p in paths:
+    root = Path(__file__).resolve().parents[2] / "configs"
+    paths = sorted(root.glob("*.json"))
+    assert len(paths) == 11  # the recipes: shipped and benchmark configs
+    experiments = sorted((root / "experiments").glob("*.json"))
+    assert len(experiments) == 8  # the A/B records, one README line each
+    readme = (root / "experiments" / "README.md").read_text()
+    for p in paths + experiments:
         assert load_config(p).name == p.stem, p
+    for p in experiments:
+        assert f"`{p.name}`" in readme, p
     from lda_opt.learning.train import extends
 
     # the experiments that append stages to a run: K = 9, 11 onto the session-2 shipped config
     # (block_cs_25_s2), K = 9 at starting rates 1e-3 and 2e-4 onto the session-4 one (block_cs_25_s4)
     for longer, base in (("block_cs_25_k11", "block_cs_25_s2"), ("block_cs_25_k9", "block_cs_25_s4"),
                          ("block_cs_25_k9lo", "block_cs_25_s4")):
-        a, b = (load_config(paths[0].with_name(f"{n}.json")) for n in (longer, base))
+        a, b = (load_config(root / "experiments" / f"{n}.json") for n in (longer, base))
         assert not extends(a, b)  # the name differs: an experiment of its own, not the base run
         assert extends(a.with_overrides(name=b.name), b)  # otherwise only appended stages
 
@@ -186,7 +192,7 @@ def test_block_cs_25_variants_differ_from_the_shipped_config_only_where_their_na
     base = load_config(root / "block_cs_25.json").to_dict()
 
     def changed(name: str) -> dict:
-        other = load_config(root / f"{name}.json").to_dict()
+        other = load_config(root / "experiments" / f"{name}.json").to_dict()
         out = {}
         for section in base:
             if isinstance(base[section], dict):
