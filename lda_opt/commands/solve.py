@@ -45,12 +45,15 @@ from pathlib import Path
 
 import torch
 
+from .._atomic import check_replaceable, fault_point, staged_dir
 from ..algorithms import ALGORITHMS
 from ..instances import KINDS, MASKS, REGULARIZERS, make_instance
 
 #: ``--eps-tol`` when not given (capped at ``sigma * eps0``, see the module docstring)
 DEFAULT_EPS_TOL = 1.0
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: the files of ``--out DIR``, written together: DIR appears complete or not at all
+OUTPUT_FILES = ("result.json", "trace.csv", "x.npy", "recon.png", "convergence.png")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,6 +164,24 @@ def _constants(problem, x0) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Solve and write ``--out DIR``; returns 0, or 130 after Ctrl-C (SIGINT).
+
+    ``DIR`` is written all at once (:func:`lda_opt._atomic.staged_dir`): the five files go
+    to a hidden sibling that is renamed to ``DIR`` at the end, so an interrupted or killed
+    run leaves either the complete new folder or none (an earlier run's folder, if any,
+    stays as it was).  ``DIR`` may be new, empty, or an earlier solve's output (which is
+    replaced); a ``DIR`` holding other files is refused before any work.  After Ctrl-C the
+    staging folder is removed and one line on stderr says so.
+    """
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(f"lda-opt solve: interrupted; no output written ({args.out} is as it was before the run)",
+              file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     # -- validate everything before any work ----------------------------------------------
     device = resolve_device(args.device)
     if args.checkpoint is not None and args.regularizer is not None:
@@ -169,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a directory; {str(out)!r} is a file")
+    check_replaceable(out, OUTPUT_FILES)
     overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
                                    ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}
     ALGORITHMS[args.algorithm](**overrides)  # validates the user's values before any work
@@ -211,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     # -- solve --------------------------------------------------------------------------------
     progress = not args.quiet and sys.stderr.isatty()
     t0 = time.perf_counter()
+    fault_point("solve:run")
     res = solver.run(problem, x0, progress=progress)
     wall = time.perf_counter() - t0
 
@@ -247,15 +270,15 @@ def run(args: argparse.Namespace) -> int:
         "constants": constants,
         "torch": torch.__version__,
     }
-    out.mkdir(parents=True, exist_ok=True)
     _check_finite_json(result)
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    res.trace.to_csv(out / "trace.csv")
     import numpy as np
 
-    np.save(out / "x.npy", res.x.detach().cpu().numpy(), allow_pickle=False)
-    _plot_recon(out / "recon.png", mag(truth), mag(init), mag(recon), psnr_0, psnr_x, args)
-    _plot_convergence(out / "convergence.png", res.trace, args.algorithm)
+    with staged_dir(out, OUTPUT_FILES) as tmp:
+        (tmp / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        res.trace.to_csv(tmp / "trace.csv")
+        np.save(tmp / "x.npy", res.x.detach().cpu().numpy(), allow_pickle=False)
+        _plot_recon(tmp / "recon.png", mag(truth), mag(init), mag(recon), psnr_0, psnr_x, args)
+        _plot_convergence(tmp / "convergence.png", res.trace, args.algorithm)
     if not args.quiet:
         print(f"{args.algorithm} on {args.problem}: {result['reason']} after {result['iterations']} "
               f"iterations, eps {result['eps_final']:.3g}, ||grad phi_eps|| {result['grad_norm_final']:.3g}, "

@@ -3,14 +3,17 @@
 Writes into ``--out DIR`` (default ``build/runs/NAME``): ``config.json``, ``log.json`` (one
 record per epoch), ``curves.png``, the inference checkpoint ``model.safetensors`` +
 ``model.json`` (and ``best.*`` with ``train.select = "best_val"``) and the resume state
-``state.safetensors`` + ``state.json`` (every epoch).  ``--resume`` continues an interrupted
-run bit for bit, or trains a finished run on when the config only appends stages (a larger
+``state.safetensors`` (every epoch; the bookkeeping in its header).  ``--resume`` continues an
+interrupted run bit for bit -- stopped by ``--stop-after``, interrupted with Ctrl-C (exit
+status 130, one line on stderr) or killed anywhere, even by SIGKILL: no file is ever left
+half-written -- or trains a finished run on when the config only appends stages (a larger
 ``train.phases``).  See :mod:`lda_opt.learning.train`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
@@ -27,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train; returns 0 (bad input raises ValueError/TypeError, reported by the CLI)."""
+    """Train; returns 0, or 130 after Ctrl-C (SIGINT) with a one-line message naming what
+    ``--resume`` continues from (bad input raises ValueError/TypeError, reported by the CLI)."""
     from ..learning.config import load_config
-    from ..learning.train import train
+    from ..learning.train import STATE_FILE, train
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "runs" / config.name
@@ -37,7 +41,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must be a directory; {out} is a file")
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1; got {args.stop_after}")
-    info = train(config, out, resume=args.resume, quiet=args.quiet, stop_after=args.stop_after)
+    try:
+        info = train(config, out, resume=args.resume, quiet=args.quiet, stop_after=args.stop_after)
+    except KeyboardInterrupt:
+        state = out / STATE_FILE
+        saved = (f"{state} holds the last complete epoch; continue with --resume" if state.is_file()
+                 else "no epoch was completed; nothing to resume")
+        print(f"lda-opt train: interrupted; {saved}", file=sys.stderr)
+        return 130
     if not args.quiet:
         last = info["epochs"][-1]
         state = "complete" if info["complete"] else "interrupted (resume with --resume)"

@@ -8,17 +8,32 @@ Adam optimizer).  Every epoch it
   state, so a resumed run draws the same batches),
 * minimizes :func:`~lda_opt.learning.losses.reconstruction_loss` of the ``K``-phase output,
 * evaluates the validation set (loss, PSNR, SSIM),
-* appends a record to ``log.json`` (``curves.png`` is redrawn at the end of every stage and
-  when the run stops), and writes
+* writes, in this order,
 
   - ``model.safetensors`` / ``model.json``: the inference checkpoint (the FeatureCNN and the
-    metadata of :mod:`lda_opt.learning`),
-  - ``state.safetensors`` / ``state.json``: every parameter and the Adam moments, for
-    ``resume=True``.
+    metadata of :mod:`lda_opt.learning`; ``best.*`` likewise with ``train.select =
+    "best_val"``),
+  - ``state.safetensors``: every parameter and the Adam moments, with the bookkeeping
+    (epoch, log, best epoch, summary) as JSON in its header -- one file, so the weights and
+    the epoch they belong to can never disagree -- for ``resume=True``,
+  - ``log.json``: the summary with one record per epoch (``curves.png`` is redrawn at the end
+    of every stage and when the run stops).
 
-On CPU with a fixed thread count a resumed run reproduces the uninterrupted one bit for bit.
-A tqdm bar shows the loss and the validation PSNR (only on a terminal, never with
-``quiet=True``).
+Crash safety.  Every file is written by :func:`lda_opt._atomic.atomic_write` (temporary,
+fsync, ``os.replace``): a run killed at any point (SIGKILL included) leaves each file either
+as it was or complete, never half-written; at worst a hidden ``.NAME.*.tmp`` remains, which
+the next run in the directory deletes.  ``state.safetensors`` is the commit point: what is
+written before it in an epoch (the checkpoints) is rewritten, identically, when a resumed
+run replays that epoch, and what is written after it (``log.json``, ``curves.png``) is
+rewritten from the state by a resumed run that has no epoch left to train.  The only
+transient inconsistency a kill can leave is a ``model.safetensors`` newer than its
+``model.json`` (killed between their two renames): :func:`~lda_opt.nets.load_checkpoint`
+refuses that pair ("different saves") and ``resume=True`` rewrites it.
+
+On CPU with a fixed thread count a resumed run -- after :func:`train` returned with
+``stop_after`` or after the process was killed anywhere -- reproduces the uninterrupted one
+bit for bit (``tests/test_faults.py``).  A tqdm bar shows the loss and the validation PSNR
+(only on a terminal, never with ``quiet=True``).
 """
 
 from __future__ import annotations
@@ -27,16 +42,16 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._atomic import atomic_write, atomic_write_text, fault_point, remove_stale_temps
 from ..metrics import psnr, ssim
 from ..nets import save_checkpoint, xavier_init_
+from ..nets.checkpoint import _read_safetensors_header, config_path
 from .config import TrainConfig
 from .datasets import training_data
 from .losses import reconstruction_loss
@@ -62,7 +77,12 @@ BEST_FILE = "best.safetensors"
 STATE_FILE = "state.safetensors"
 LOG_FILE = "log.json"
 CURVES_FILE = "curves.png"
-_STATE_VERSION = 1
+CONFIG_FILE = "config.json"
+_STATE_FORMAT = "lda_opt.train_state"
+_STATE_VERSION = 2  # 1: bookkeeping in a separate state.json (not crash-safe; not read any more)
+#: every file a run writes into its directory (their stale temporaries are removed)
+_RUN_FILES = (CONFIG_FILE, LOG_FILE, CURVES_FILE, STATE_FILE, MODEL_FILE, config_path(MODEL_FILE).name,
+              BEST_FILE, config_path(BEST_FILE).name)
 
 
 def _dtype(config: TrainConfig) -> torch.dtype:
@@ -120,20 +140,9 @@ def checkpoint_metadata(net: LDANet, config: TrainConfig, training: dict | None 
 
 
 # ---------------------------------------------------------------------------------------
-# resume state: every parameter and the Adam moments (safetensors) + bookkeeping (JSON)
+# resume state: every parameter and the Adam moments, and the bookkeeping as JSON in the
+# header of the same safetensors file (one atomic write: they cannot disagree)
 # ---------------------------------------------------------------------------------------
-def _atomic(target: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_state(out: Path, net: LDANet, opt: torch.optim.Optimizer, info: dict) -> None:
     from safetensors.torch import save_file
 
@@ -143,23 +152,32 @@ def _save_state(out: Path, net: LDANet, opt: torch.optim.Optimizer, info: dict) 
         for k, v in st.items():
             tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().clone()
     groups = [{k: v for k, v in g.items() if k != "params"} | {"params": list(g["params"])} for g in sd["param_groups"]]
-    info = dict(info, version=_STATE_VERSION, param_groups=groups)
-    text = json.dumps(info, indent=1, sort_keys=True, allow_nan=True)
-    _atomic(out / STATE_FILE, lambda tmp: save_file(tensors, tmp))
-
-    def wj(tmp: str) -> None:
-        Path(tmp).write_text(text + "\n", encoding="utf-8")
-
-    _atomic(out / "state.json", wj)
+    info = dict(info, param_groups=groups)
+    header = {"format": _STATE_FORMAT, "version": str(_STATE_VERSION),
+              "info": json.dumps(info, sort_keys=True, allow_nan=True)}
+    atomic_write(out / STATE_FILE, lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
 def _load_state(out: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the bookkeeping of ``out/state.safetensors``; ``ValueError`` naming
+    the file for anything but a complete state of this version."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    info = json.loads((out / "state.json").read_text(encoding="utf-8"))
-    if info.get("version") != _STATE_VERSION:
-        raise ValueError(f"{out / 'state.json'}: unsupported state version {info.get('version')!r}")
-    return load_file(str(out / STATE_FILE)), info
+    path = out / STATE_FILE
+    _, meta = _read_safetensors_header(path)  # ValueError for a truncated or hostile file
+    if meta.get("format") != _STATE_FORMAT or meta.get("version") != str(_STATE_VERSION):
+        raise ValueError(f"{path}: not a training state of this lda_opt (format {meta.get('format')!r}, "
+                         f"version {meta.get('version')!r}; this lda_opt reads version {_STATE_VERSION}); "
+                         "train again without resume")
+    try:
+        info = json.loads(meta["info"])
+        if not isinstance(info, dict):
+            raise TypeError("not a JSON object")
+        tensors = load_file(str(path))
+    except (KeyError, TypeError, json.JSONDecodeError, RecursionError, SafetensorError, OSError) as exc:
+        raise ValueError(f"{path}: corrupted training state ({type(exc).__name__}: {exc})") from None
+    return tensors, info
 
 
 def _restore(net: LDANet, tensors: dict, info: dict, make_opt) -> torch.optim.Optimizer:
@@ -207,13 +225,12 @@ def _plot(out: Path, log: list[dict], title: str) -> None:
                 a.axvline(ep[i] - 0.5, color="gray", lw=0.8, ls=":")
     fig.suptitle(f"{title}: stair training (dotted: +phases)")
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.15, top=0.86, wspace=0.3)
-    fig.savefig(out / CURVES_FILE, dpi=80)
+    atomic_write(out / CURVES_FILE, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=True)
-    _atomic(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,6 +301,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
     start = 0
     seconds_before = 0.0
     best = None  # {"epoch", "val_psnr"}: the best validation epoch of the final stage so far
+    summary = None
+    remove_stale_temps(out, _RUN_FILES)  # what a killed run left (this run owns the directory)
     if resume:
         if not (out / STATE_FILE).is_file():
             raise ValueError(f"resume: no {STATE_FILE} in {out}")
@@ -293,16 +312,17 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
             if not extends(config, before):
                 raise ValueError(f"resume: the config differs from the one {out} was trained with (it may only "
                                  "append stages: a larger train.phases, the earlier stages and everything else unchanged)")
-            _write_json(out / "config.json", cfg_dict)
+            _write_json(out / CONFIG_FILE, cfg_dict)
         opt = _restore(net, tensors, info, make_opt)
-        log = list(info["log"])
+        summary = info["summary"]
+        log = list(summary["epochs"])
         start = int(info["epoch"])
         seconds_before = float(info.get("seconds", 0.0))
         best = info.get("best")
         if best is not None and plan[best["epoch"] - 1][0] != len(stages) - 1:
             best = None  # an extended run: the best of a stage that is no longer the final one
     else:
-        _write_json(out / "config.json", cfg_dict)
+        _write_json(out / CONFIG_FILE, cfg_dict)
     if data is None:
         data = training_data(config)
     tr, va = data.train, data.val
@@ -339,6 +359,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
                 opt.step()
             else:
                 skipped += 1
+            fault_point("step")
             total += float(loss.detach()) * len(idx)
             if bar is not None:
                 bar.update(1)
@@ -360,10 +381,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
         if tc.select == "best_val" and stage == len(stages) - 1 and (best is None or val["psnr"] > best["val_psnr"]):
             best = {"epoch": e + 1, "val_psnr": val["psnr"]}
             save_checkpoint(net.features, out / BEST_FILE, **checkpoint_metadata(net, config, training))
-        _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "log": log,
-                                    "seconds": seconds, "best": best})
         summary = {"name": config.name, "config": cfg_dict, "val_psnr_x0": x0_psnr, "epochs": log, "budget": training,
                    "parameters": net.num_parameters(), "complete": e + 1 == len(plan), "best": best}
+        _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "summary": summary,
+                                    "seconds": seconds, "best": best})
         _write_json(out / LOG_FILE, summary)
         if e + 1 == end or plan[e + 1][1] != K:  # the curves: at every stage end and at the stop
             _plot(out, log, config.name)
@@ -371,5 +392,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
         bar.close()
     if not log:
         raise ValueError("nothing to train: the config has no epochs")
+    if start >= end:  # resumed with nothing left to train: the log and curves from the state
+        summary = dict(summary, complete=start == len(plan))
+        _write_json(out / LOG_FILE, summary)
+        _plot(out, log, config.name)
     info = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
     return info

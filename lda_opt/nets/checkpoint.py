@@ -31,8 +31,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lda_opt._atomic import atomic_write, atomic_write_text
 from lda_opt.nets.activation import SmoothReLU
 from lda_opt.nets.cnn import Adapter, Composed, FeatureCNN
 from lda_opt.nets.conv import ComplexConv2d
@@ -201,20 +202,6 @@ def config_path(path: str | os.PathLike) -> Path:
     return p.with_suffix(".json")
 
 
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:  # data on disk before the rename makes it visible
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(module: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
     """Save ``module`` to ``path`` (``*.safetensors``) and its config beside it (``*.json``).
 
@@ -245,13 +232,8 @@ def save_checkpoint(module: nn.Module, path: str | os.PathLike, **metadata: Any)
     text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     header = {"format": FORMAT, "save_id": save_id}
-    _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata=header))
-
-    def write_json(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-
-    _atomic_write(cfg_file, write_json)
+    atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata=header))
+    atomic_write_text(cfg_file, text + "\n")
     return cfg_file
 
 
@@ -276,41 +258,136 @@ class Checkpoint:
         yield self.metadata
 
 
-def _read_safetensors_header(weights: Path) -> dict:
-    """Validate the safetensors framing before handing the file to safetensors."""
-    size = weights.stat().st_size
-    with open(weights, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{weights}: not a safetensors file (only {size} bytes)")
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > _MAX_HEADER or 8 + n > size:
-            raise ValueError(
-                f"{weights}: not a safetensors file or truncated (header length {n}, "
-                f"file size {size})"
-            )
-        raw = fh.read(n)
+#: the safetensors dtypes a checkpoint may hold, as torch reads them
+_DTYPES: dict[str, torch.dtype] = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "U16": torch.uint16,
+    "I32": torch.int32, "U32": torch.uint32, "I64": torch.int64, "U64": torch.uint64,
+    "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
+    "C64": torch.complex64,
+}
+
+
+@dataclass(frozen=True)
+class _TensorInfo:
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _read_safetensors_header(weights: Path) -> tuple[dict[str, _TensorInfo], dict[str, str]]:
+    """The tensors ``{name: (dtype, shape, data offsets)}`` and the ``__metadata__`` of the
+    safetensors file ``weights``, validated from its first ``8 + n`` bytes alone.
+
+    Guarantees, before safetensors (or anything else) allocates a tensor: the header is a
+    JSON object of at most 100 MB; every entry has exactly ``dtype`` (one of
+    :data:`_DTYPES`), ``shape`` (non-negative integers) and ``data_offsets``; each entry's
+    byte span is exactly ``prod(shape) * itemsize`` (exact integer arithmetic, so a lying
+    shape cannot overflow); the spans tile the data section without gap or overlap; and the
+    header plus data is exactly the file size.  So the tensors fit in the file, and loading
+    allocates at most the file's size.  Anything else is a ``ValueError`` naming the file
+    (and the entry).  A pickle or a ``torch.save`` zip fails here, at the first 8 bytes.
+    """
+    try:
+        size = weights.stat().st_size
+        with open(weights, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ValueError(f"{weights}: not a safetensors file (only {size} bytes)")
+            (n,) = struct.unpack("<Q", head)
+            if n == 0 or n > _MAX_HEADER or 8 + n > size:
+                raise ValueError(
+                    f"{weights}: not a safetensors file or truncated (header length {n}, "
+                    f"file size {size})"
+                )
+            raw = fh.read(n)
+    except OSError as exc:
+        raise ValueError(f"{weights}: cannot read the weight file ({exc.strerror or exc})") from None
+    if len(raw) != n:
+        raise ValueError(f"{weights}: truncated while reading (header length {n}, read {len(raw)})")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{weights}: corrupted safetensors header ({exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{weights}: corrupted safetensors header ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict):  # file content, not an argument
         msg = f"{weights}: corrupted safetensors header (not a JSON object)"
         raise ValueError(msg)  # noqa: TRY004
-    end = 0
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError(f"{weights}: corrupted safetensors header (__metadata__ must map str to str)")
+    infos: dict[str, _TensorInfo] = {}
     for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            end = max(end, int(info["data_offsets"][1]))
-        except (TypeError, KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"{weights}: corrupted safetensors entry {key!r}") from exc
+        bad = f"{weights}: corrupted safetensors entry {key!r}"
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise ValueError(f"{bad}: needs exactly the fields dtype, shape, data_offsets")
+        dt, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dt, str) or dt not in _DTYPES:
+            raise ValueError(f"{bad}: dtype {dt!r} is not one of {sorted(_DTYPES)}")
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise ValueError(f"{bad}: shape {shape!r} is not a list of non-negative integers")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets)
+                or offsets[0] > offsets[1]):
+            raise ValueError(f"{bad}: data_offsets {offsets!r} is not [begin, end] with 0 <= begin <= end")
+        nbytes = math.prod(shape) * _DTYPES[dt].itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            raise ValueError(
+                f"{bad}: shape {shape} of {dt} needs {nbytes} bytes, data_offsets {offsets} "
+                f"span {offsets[1] - offsets[0]}"
+            )
+        infos[key] = _TensorInfo(_DTYPES[dt], tuple(shape), offsets[0], offsets[1])
+    end = 0
+    for key, info in sorted(infos.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
+        if info.begin != end:
+            what = "overlaps the previous tensor" if info.begin < end else f"leaves a gap after byte {end}"
+            raise ValueError(f"{weights}: corrupted safetensors entry {key!r}: data_offsets {what}")
+        end = info.end
     if 8 + n + end != size:
         raise ValueError(
             f"{weights}: truncated or corrupted: header describes {8 + n + end} bytes, "
             f"file has {size}"
         )
-    return header
+    return infos, meta
+
+
+def _check_regular_file(f: Path) -> None:
+    """``FileNotFoundError`` if ``f`` does not exist, ``ValueError`` if it is a directory or
+    not a regular file or cannot be examined (a name too long, a permission)."""
+    try:
+        st = os.stat(f)
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(f"checkpoint file not found: {f}") from None
+    except OSError as exc:
+        raise ValueError(f"checkpoint file {f}: cannot examine it ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"checkpoint path {f} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"checkpoint path {f} is not a regular file")
+
+
+def _expected_state(spec: Any) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """``{key: (shape, dtype)}`` of the state dict of :func:`build_architecture(spec)
+    <build_architecture>`, built on the meta device: no memory is allocated, whatever
+    sizes the spec declares."""
+    try:
+        with torch.device("meta"):
+            module = build_architecture(spec)
+            return {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
+    except ValueError:
+        raise
+    except RecursionError:
+        raise ValueError("architecture spec is nested too deeply") from None
+    except Exception as exc:  # a hostile config may make a constructor fail any way
+        raise ValueError(f"cannot build the architecture {spec!r:.200}: {type(exc).__name__}: {exc}") from None
+
+
+def _same_kind(a: torch.dtype, b: torch.dtype) -> bool:
+    """Whether a saved tensor of dtype ``a`` may fill a model tensor of dtype ``b``: both
+    floating (any width: the module adopts the saved one), or the same dtype."""
+    return (a.is_floating_point and b.is_floating_point) or a == b
 
 
 def load_checkpoint(
@@ -330,25 +407,38 @@ def load_checkpoint(
         :class:`Checkpoint` (unpacks as ``module, metadata``).
 
     Raises:
+        TypeError: ``path`` is not a str or ``os.PathLike``.
         FileNotFoundError: a file is missing.
-        ValueError: not a safetensors file, truncated/corrupted file, unknown format or
-            architecture, config and weights from different saves, or missing / unexpected
-            / mis-shaped weight keys (all listed).
+        ValueError: a path that is a directory, not a regular file or unreadable; not a
+            safetensors file, truncated/corrupted file, unknown format or architecture,
+            config and weights from different saves, or missing / unexpected / mis-shaped /
+            wrongly typed weight keys (all listed).
+
+    Hostile files: the weight file's header is validated on its own bytes first (see
+    :func:`_read_safetensors_header`: every declared tensor fits in the file), and the
+    declared architecture is built on the meta device and compared with it, so nothing is
+    allocated beyond the file's size before a lie is refused; no code in the files runs
+    (``json`` and ``safetensors`` only, never ``pickle``/``torch.load``).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if "\0" in os.fspath(path):
+        raise ValueError(f"path contains a NUL byte: {os.fspath(path)!r}")
     weights = Path(path)
     cfg_file = config_path(weights)
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
     for f in (weights, cfg_file):
-        if not f.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {f}")
+        _check_regular_file(f)
     try:
         config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{cfg_file}: corrupted checkpoint config ({exc})") from exc
+    except OSError as exc:
+        raise ValueError(f"{cfg_file}: cannot read the checkpoint config ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{cfg_file}: corrupted checkpoint config ({type(exc).__name__}: {exc})") from None
     need = {"format", "format_version", "lda_opt_version", "save_id", "architecture", "metadata"}
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{cfg_file}: not an lda_opt checkpoint config (format != {FORMAT!r})")
@@ -361,33 +451,45 @@ def load_checkpoint(
     if missing_fields:
         raise ValueError(f"{cfg_file}: config lacks fields {sorted(missing_fields)}")
 
-    header = _read_safetensors_header(weights)
-    meta = header.get("__metadata__") or {}
+    infos, meta = _read_safetensors_header(weights)
     if meta.get("save_id") != config["save_id"]:
         raise ValueError(
             f"{weights} and {cfg_file} come from different saves "
             f"(save_id {meta.get('save_id')!r} != {config['save_id']!r})"
         )
-    try:
-        tensors = load_file(str(weights), device="cpu")
-    except SafetensorError as exc:
-        raise ValueError(f"{weights}: corrupted safetensors file ({exc})") from exc
-
-    module = build_architecture(config["architecture"])
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    # the architecture the config declares, compared with the header before anything is
+    # allocated: a config that lies about the sizes costs nothing
+    expected = _expected_state(config["architecture"])
+    missing = sorted(set(expected) - set(infos))
+    unexpected = sorted(set(infos) - set(expected))
     shapes = sorted(
-        f"{k}: file {tuple(tensors[k].shape)} != model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(tensors)
-        if tensors[k].shape != expected[k].shape
+        f"{k}: file {infos[k].shape} != model {expected[k][0]}"
+        for k in set(expected) & set(infos)
+        if infos[k].shape != expected[k][0]
     )
-    if missing or unexpected or shapes:
+    dtypes = sorted(
+        f"{k}: file {infos[k].dtype} != model {expected[k][1]}"
+        for k in set(expected) & set(infos)
+        if not _same_kind(infos[k].dtype, expected[k][1])
+    )
+    if missing or unexpected or shapes or dtypes:
         raise ValueError(
             f"{weights}: weights do not match the architecture "
             f"{config['architecture']['class']}: missing keys {missing}, "
             f"unexpected keys {unexpected}, shape mismatches {shapes}"
+            + (f", dtype mismatches {dtypes}" if dtypes else "")
         )
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{weights}: corrupted safetensors file ({exc})") from None
+    if {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()} != {
+            k: (i.shape, i.dtype) for k, i in infos.items()}:  # the file changed since its header was read
+        raise ValueError(f"{weights}: the file changed while it was being loaded")
+    try:
+        module = build_architecture(config["architecture"])
+    except RecursionError:
+        raise ValueError(f"{cfg_file}: architecture spec is nested too deeply") from None
     # adopt the saved dtype first so loading is bit-exact, then cast on request
     saved_dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(saved_dtypes) == 1:
