@@ -150,7 +150,8 @@ def staged_dir(out: str | os.PathLike, replaceable: Iterable[str] = ()) -> Itera
     (the old folder aside, the new one in place): a process killed between them leaves no
     ``out`` and the complete old folder in a hidden sibling, never a mixed folder.  On any
     exception (``KeyboardInterrupt`` included) the staging folder is removed and ``out`` is
-    as it was.  A SIGKILL leaves only a hidden ``.NAME.*.partial`` sibling.
+    as it was.  A SIGKILL leaves only a hidden ``.NAME.*.partial`` (or ``.NAME.*.old``)
+    sibling, which the next successful run into ``out`` deletes.
     """
     out = Path(out)
     replaceable = set(replaceable)
@@ -182,6 +183,11 @@ def staged_dir(out: str | os.PathLike, replaceable: Iterable[str] = ()) -> Itera
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(out.parent)
+    # what killed runs into the same folder left: their staging folders and old folders
+    stale = re.compile("^\\." + re.escape(out.name) + "\\.[A-Za-z0-9_]+\\.(partial|old)$")
+    for p in out.parent.iterdir():
+        if stale.match(p.name) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def check_replaceable(out: str | os.PathLike, replaceable: Iterable[str]) -> None:
