@@ -11,6 +11,11 @@ Hypothesis profiles (``HYPOTHESIS_PROFILE``):
   run is reproducible; a counterexample found once stays found.
 * ``thorough``: 1000 random examples per property (``make test-slow`` style runs explore new
   inputs every time).
+
+The fuzz suite (``tests/fuzz``, bad input to the public surface) takes its example count from
+the profile: 16 properties, so ``ci`` runs 1,600 generated cases and ``thorough`` 16,000
+(``HYPOTHESIS_PROFILE=thorough pytest -q tests/fuzz -n 2``; the session summary prints the
+count of cases actually run).
 """
 
 import os
