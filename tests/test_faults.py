@@ -21,7 +21,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lda_opt._atomic import FAULT_ENV, atomic_write_text, fault_point, remove_stale_temps, staged_dir
+from lda_opt._atomic import (
+    FAULT_ENV,
+    atomic_write_text,
+    fault_point,
+    remove_stale_temps,
+    staged_dir,
+)
 from lda_opt.cli import main
 from lda_opt.learning import TrainConfig, train
 from lda_opt.learning.train import _RUN_FILES, _load_state
@@ -170,7 +176,7 @@ def test_solve_killed_before_the_rename_leaves_no_folder_and_the_next_run_cleans
 
 
 def test_solve_interrupted_while_writing_keeps_the_earlier_folder_byte_for_byte(tmp_path, monkeypatch, capsys):
-    import lda_opt.commands.solve as solve
+    from lda_opt.commands import solve
 
     out = tmp_path / "o"
     assert main([*SOLVE, "--out", str(out)]) == 0

@@ -18,6 +18,11 @@ level, and exactly one level below ``eps_K`` after an LDA-Net checkpoint's K pha
 * ``recon.png`` -- ground truth, initial guess, result and error map, PSNR in the titles;
 * ``convergence.png`` -- phi and phi_eps, eps, and ||grad phi_eps|| against the iteration.
 
+``DIR`` appears complete or not at all: the files are written into a hidden sibling that is
+renamed to ``DIR`` at the end (an earlier solve's ``DIR`` is replaced; a ``DIR`` holding other
+files is refused before any work).  Ctrl-C removes the partial files and exits with status 130
+and one line on stderr.
+
 For ``--problem cs`` every 33 x 33 block is one sample of the batch (its own eps, steps and
 termination); ``iterations`` is then the largest per-sample count, ``converged`` means every
 block converged, ``phi_final`` is the sum over blocks (the whole image's objective) and
@@ -114,7 +119,7 @@ def _load_checkpoint(args, device):
     """
     from ..learning import load_lda_net, shipped_checkpoint, task_from_metadata
     from ..nets import load_checkpoint
-    from ..nets.checkpoint import config_path
+    from ..nets.checkpoint import read_checkpoint_config
 
     path = args.checkpoint
     if path == "shipped":
@@ -123,12 +128,7 @@ def _load_checkpoint(args, device):
         ratio = args.ratio if args.ratio is not None else {"cs": 0.25, "mri": 0.2}[args.problem]
         path = shipped_checkpoint("block-cs" if args.problem == "cs" else "mri", ratio,
                                   args.mask if args.problem == "mri" else None)
-    if not Path(path).is_file() or not config_path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (and its .json config)")
-    try:
-        meta = json.loads(config_path(path).read_text(encoding="utf-8")).get("metadata")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        raise ValueError(f"checkpoint {path}: corrupted config ({exc})") from exc
+    meta = read_checkpoint_config(path)["metadata"]  # named errors for a missing, unreadable or bad file
     if isinstance(meta, dict) and meta.get("kind") == "lda-net":
         if args.problem == "tv-denoise":
             raise ValueError("this --checkpoint is an LDA-Net trained for cs or mri; "

@@ -54,6 +54,7 @@ __all__ = [
     "build_architecture",
     "config_path",
     "load_checkpoint",
+    "read_checkpoint_config",
     "register_architecture",
     "save_checkpoint",
 ]
@@ -86,7 +87,9 @@ def register_architecture(
     By default the config is ``module.config()`` (a JSON-serializable dict of constructor
     keyword arguments) and the module is rebuilt as ``cls(**config)``. Give ``to_config`` /
     ``from_config`` for containers (see ``Composed``: nested modules are stored with
-    :func:`architecture_of` and rebuilt with :func:`build_architecture`).
+    :func:`architecture_of` and rebuilt with :func:`build_architecture`).  ``from_config``
+    must also work under ``with torch.device("meta")``: :func:`load_checkpoint` first builds
+    the declared architecture there to compare its shapes with the file before allocating.
     """
     if not isinstance(cls, type) or not issubclass(cls, nn.Module):
         raise TypeError(f"cls must be a torch.nn.Module subclass, got {cls!r}")
@@ -380,7 +383,7 @@ def _expected_state(spec: Any) -> dict[str, tuple[tuple[int, ...], torch.dtype]]
         raise
     except RecursionError:
         raise ValueError("architecture spec is nested too deeply") from None
-    except Exception as exc:  # a hostile config may make a constructor fail any way
+    except Exception as exc:  # noqa: BLE001 - a hostile config may make a constructor fail any way
         raise ValueError(f"cannot build the architecture {spec!r:.200}: {type(exc).__name__}: {exc}") from None
 
 
@@ -388,6 +391,47 @@ def _same_kind(a: torch.dtype, b: torch.dtype) -> bool:
     """Whether a saved tensor of dtype ``a`` may fill a model tensor of dtype ``b``: both
     floating (any width: the module adopts the saved one), or the same dtype."""
     return (a.is_floating_point and b.is_floating_point) or a == b
+
+
+def read_checkpoint_config(path: str | os.PathLike) -> dict:
+    """The JSON config of the checkpoint ``path`` (``*.safetensors``), validated: both files
+    exist and are regular files, and the config is an lda_opt checkpoint config of this
+    format version with every field.  Reads only the config (``json``), never the weights.
+
+    Raises:
+        TypeError: ``path`` is not a str or ``os.PathLike``.
+        FileNotFoundError: a file is missing.
+        ValueError: a path with a NUL byte, not ending in ``.safetensors``, that is a
+            directory, not a regular file or unreadable; a config that is not UTF-8 JSON
+            (or nested too deeply), of another format or version, or lacking fields.
+    """
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(name, str):
+        raise TypeError(f"path must be a str or an os.PathLike of a str, got {type(path).__name__}")
+    if "\0" in name:
+        raise ValueError(f"path contains a NUL byte: {name!r}")
+    weights = Path(name)
+    cfg_file = config_path(weights)
+    for f in (weights, cfg_file):
+        _check_regular_file(f)
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{cfg_file}: cannot read the checkpoint config ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{cfg_file}: corrupted checkpoint config ({type(exc).__name__}: {exc})") from None
+    need = {"format", "format_version", "lda_opt_version", "save_id", "architecture", "metadata"}
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(f"{cfg_file}: not an lda_opt checkpoint config (format != {FORMAT!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{cfg_file}: unsupported format_version {config.get('format_version')!r} "
+            f"(this lda_opt reads {FORMAT_VERSION})"
+        )
+    missing_fields = need - set(config)
+    if missing_fields:
+        raise ValueError(f"{cfg_file}: config lacks fields {sorted(missing_fields)}")
+    return config
 
 
 def load_checkpoint(
@@ -409,7 +453,7 @@ def load_checkpoint(
     Raises:
         TypeError: ``path`` is not a str or ``os.PathLike``.
         FileNotFoundError: a file is missing.
-        ValueError: a path that is a directory, not a regular file or unreadable; not a
+        ValueError: everything :func:`read_checkpoint_config` refuses; not a
             safetensors file, truncated/corrupted file, unknown format or architecture,
             config and weights from different saves, or missing / unexpected / mis-shaped /
             wrongly typed weight keys (all listed).
@@ -423,33 +467,11 @@ def load_checkpoint(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if "\0" in os.fspath(path):
-        raise ValueError(f"path contains a NUL byte: {os.fspath(path)!r}")
-    weights = Path(path)
-    cfg_file = config_path(weights)
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
-    for f in (weights, cfg_file):
-        _check_regular_file(f)
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{cfg_file}: cannot read the checkpoint config ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"{cfg_file}: corrupted checkpoint config ({type(exc).__name__}: {exc})") from None
-    need = {"format", "format_version", "lda_opt_version", "save_id", "architecture", "metadata"}
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{cfg_file}: not an lda_opt checkpoint config (format != {FORMAT!r})")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{cfg_file}: unsupported format_version {config.get('format_version')!r} "
-            f"(this lda_opt reads {FORMAT_VERSION})"
-        )
-    missing_fields = need - set(config)
-    if missing_fields:
-        raise ValueError(f"{cfg_file}: config lacks fields {sorted(missing_fields)}")
+    config = read_checkpoint_config(path)
+    weights = Path(path)
+    cfg_file = config_path(weights)
 
     infos, meta = _read_safetensors_header(weights)
     if meta.get("save_id") != config["save_id"]:
