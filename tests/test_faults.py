@@ -31,7 +31,7 @@ from lda_opt._atomic import (
 from lda_opt.cli import main
 from lda_opt.learning import TrainConfig, train
 from lda_opt.learning.train import _RUN_FILES, _load_state
-from lda_opt.nets import load_checkpoint
+from lda_opt.nets import config_path, load_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
@@ -132,6 +132,68 @@ def test_train_killed_at_seven_points_then_resumed_is_bit_identical_to_an_uninte
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert strip(full["epochs"]) == strip(log["epochs"]) and full["best"] == log["best"]
     assert sorted(os.listdir(out)) == sorted(os.listdir(ref)) == sorted(_RUN_FILES)
+
+
+@pytest.mark.slow
+def test_train_killed_at_random_moments_then_resumed_is_bit_identical(tmp_path):
+    """The timing variant (``-m slow``): SIGKILL after seeded random delays, which also lands
+    inside a file write; after each kill every file is absent or complete, and the resumed
+    run equals an uninterrupted one bit for bit."""
+    import random
+    import time
+
+    big = json.loads(json.dumps(TINY))  # 60 epochs of 6 steps: about 30 s of training after the start
+    big["data"]["train"], big["train"]["epochs_first"], big["train"]["epochs_stage"] = 24, 30, 30
+    cfg_path = tmp_path / "big.json"
+    cfg_path.write_text(json.dumps(big))
+    out = tmp_path / "run"
+    base = ["train", "--config", str(cfg_path), "--out", str(out), "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    env.pop(FAULT_ENV, None)
+    rng = random.Random(15)
+    kills = 0
+    rc = None
+    while kills < 8:
+        resume = (out / "state.safetensors").is_file()
+        proc = subprocess.Popen([sys.executable, "-m", "lda_opt.cli", *base, *(["--resume"] if resume else [])],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(3.5, 7.0))  # the start (imports) takes about 4 s
+        proc.kill()
+        rc = proc.wait()
+        proc_err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert rc in (0, -signal.SIGKILL), proc_err
+        if rc == 0:
+            break
+        kills += 1
+        if out.is_dir() and (out / "state.safetensors").is_file() and (out / "log.json").is_file():
+            pairs = {w: _pair_error(out / w) for w in ("model.safetensors", "best.safetensors")}
+            _assert_every_file_complete(out, {w: e for w, e in pairs.items() if e is not None})
+    assert kills >= 5
+    if rc != 0:
+        assert _cli([*base, "--resume"], None).returncode == 0
+    ref = tmp_path / "ref"
+    train(TrainConfig.from_dict(big), ref, quiet=True)
+    for name in ("state.safetensors", "model.safetensors", "best.safetensors"):
+        a, b = load_file(str(ref / name)), load_file(str(out / name))
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), name
+    assert not [n for n in os.listdir(out) if TEMP.match(n)]
+
+
+def _pair_error(weights: Path) -> tuple[type, str] | None:
+    """None if the checkpoint pair loads; the refusal if a kill fell between its two renames
+    (weights from one save, config from the previous one, or not yet written)."""
+    if not weights.exists():
+        return None
+    try:
+        load_checkpoint(weights)
+    except ValueError as exc:
+        assert "different saves" in str(exc), exc
+        return ValueError, "different saves"
+    except FileNotFoundError as exc:
+        assert str(config_path(weights)) in str(exc), exc
+        return FileNotFoundError, "not found"
+    return None
 
 
 def test_resume_refuses_a_truncated_or_foreign_state_with_a_named_error(tmp_path):
