@@ -2,8 +2,13 @@
 
 Every subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only registers them.  Only the module of the subcommand being
-run is imported, so ``lda-opt solve`` does not pay for the imports of ``lda-opt duality``.  Errors raised as ``ValueError`` or
-``TypeError`` (bad input) become a one-line message and exit status 2.
+run is imported, so ``lda-opt solve`` does not pay for the imports of ``lda-opt duality``.  Bad input gives exit status 2 and exactly
+one line on stderr, ``lda-opt CMD: error: MESSAGE``, naming the option or parameter:
+``ValueError``, ``TypeError`` and ``FileNotFoundError`` raised by a subcommand's ``run``
+(before any work: each subcommand validates everything first) are reported by :func:`main`;
+argparse's own errors (an unknown option or choice, a value that does not parse, a missing
+argument) raise ``SystemExit(2)`` after the same single line, without the usage synopsis
+(``lda-opt CMD --help`` prints it).
 """
 
 from __future__ import annotations
@@ -22,9 +27,21 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (subparsers are of the same class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks and runs of blanks collapsed to single spaces."""
+    return " ".join(str(message).split())
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; the arguments of ``command`` (or of every subcommand when None) are added."""
-    parser = argparse.ArgumentParser(prog="lda-opt", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lda-opt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
@@ -50,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"lda-opt {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lda-opt {args.command}: error: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
 
 

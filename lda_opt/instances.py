@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import features as F
+from ._validate import choice
 from .operators import MRI, Identity, Matrix
 from .problem import LeastSquares, Problem
 
@@ -48,6 +49,9 @@ KINDS = ("tv-denoise", "cs", "mri")
 MASKS = ("radial", "cartesian")
 REGULARIZERS = ("tv", "l1")
 
+#: the largest image side (a float64 image of 8192^2 pixels is 512 MiB; a larger one does not
+#: fit the memory of the machines this library targets)
+MAX_SIZE = 8192
 #: kappa for the hand-crafted regularizers, chosen on a training image (see
 #: ``lda_opt.commands.solve`` docs); a learned checkpoint brings its own weight.
 _DEFAULT_WEIGHT = {"tv-denoise": 0.08, "cs": 0.02, "mri": 0.003}
@@ -59,14 +63,9 @@ _DEFAULT_RATIO = {"cs": 0.25, "mri": 0.2}
 
 def default_weight(kind: str, regularizer: str = "tv") -> float:
     """The default kappa of a hand-crafted regularizer on instance ``kind``."""
-    _check_choice("kind", kind, KINDS)
-    _check_choice("regularizer", regularizer, REGULARIZERS)
+    choice("kind", kind, KINDS)
+    choice("regularizer", regularizer, REGULARIZERS)
     return _DEFAULT_WEIGHT[kind]
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 @dataclass
@@ -94,7 +93,14 @@ def load_truth(kind: str, image: str | None, size: int, dtype: torch.dtype) -> t
     name = _DEFAULT_IMAGE[kind] if image is None else image
     if name == "shepp-logan":
         return shepp_logan(size, dtype=dtype)
-    return load_image(name, size=size, dtype=dtype)
+    try:
+        return load_image(name, size=size, dtype=dtype)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise FileNotFoundError(f"image: {exc}") from exc
+    except OSError as exc:  # an existing file that no reader can decode
+        raise ValueError(f"image {str(name)!r} cannot be read: {exc}") from exc
+    except ValueError as exc:  # an unknown name, or a file of the wrong content
+        raise ValueError(f"image {str(name)!r}: {exc}") from exc
 
 
 def _features(regularizer: str) -> nn.Module:
@@ -119,14 +125,14 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     one built from ``ratio``, ``mask`` and ``sensing_seed``.  MRI noise is
     ``noise * P F n`` with ``n`` standard complex Gaussian, seeded by ``seed``.
     """
-    _check_choice("problem", kind, KINDS)
-    _check_choice("mask", mask, MASKS)
-    _check_choice("regularizer", regularizer, REGULARIZERS)
+    choice("problem", kind, KINDS)
+    choice("mask", mask, MASKS)
+    choice("regularizer", regularizer, REGULARIZERS)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
     size = _DEFAULT_SIZE[kind] if size is None else size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 4:
-        raise ValueError(f"size must be an integer >= 4; got {size!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be an integer in [4, {MAX_SIZE}]; got {size!r}")
     noise = _DEFAULT_NOISE[kind] if noise is None else float(noise)
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")

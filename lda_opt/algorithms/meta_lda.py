@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..smoothing import Smoothing, Sqrt
 from .._validate import real
+from ..smoothing import Smoothing, Sqrt
 from .base import (
     Backtracking,
     Counter,

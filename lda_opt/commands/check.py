@@ -12,6 +12,7 @@ inequality holds and 1 otherwise.  With ``--out OUT`` it also writes ``OUT/check
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 from pathlib import Path
@@ -68,7 +69,9 @@ def load_run(directory: str | Path) -> dict:
                 f"{p} does not exist (write it with `lda-opt solve --out {directory}`)"
             )
     try:
-        result = json.loads(rpath.read_text())
+        result = json.loads(rpath.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{rpath} is not UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{rpath} is not valid JSON: {exc}") from None
     if not isinstance(result, dict):
@@ -117,7 +120,8 @@ def load_run(directory: str | Path) -> dict:
         final = final if isinstance(final, list) else [final]
         if len(final) != len(reasons) or not all(isinstance(v, (int, float)) for v in final):
             raise ValueError(f"{rpath}: 'phi_eps_final' must hold one number per sample")
-    trace = Trace.from_csv(tpath, batch_size=len(reasons))
+    trace = _read_trace(tpath, len(reasons))
+    _check_iterations(result, per, trace, rpath, tpath)
     return {
         "trace": trace,
         "solver": solver,
@@ -128,6 +132,62 @@ def load_run(directory: str | Path) -> dict:
         "constants": constants,
         "final_phi_eps": final,
     }
+
+
+def _read_trace(path: Path, batch: int) -> Trace:
+    """:meth:`Trace.from_csv` of a file checked first row by row: the header, one value per
+    column, integer ``iteration`` and ``sample`` with ``0 <= sample < batch``, and no
+    (iteration, sample) pair twice.  Any defect (a truncated, garbled or edited file) is a
+    ``ValueError`` naming the file and the line."""
+    from ..trace import ALL_FIELDS
+
+    header = ["iteration", "sample", *ALL_FIELDS]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path} is not a valid CSV file: {exc}") from None
+    if not rows or rows[0] != header:
+        raise ValueError(f"{path}: the header must be {','.join(header)}")
+    seen = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path} line {line}: {len(row)} values for {len(header)} columns "
+                             "(a truncated or edited file)")
+        try:
+            key = (int(row[0]), int(row[1]))
+        except ValueError:
+            raise ValueError(f"{path} line {line}: iteration and sample must be integers; "
+                             f"got {row[0]!r}, {row[1]!r}") from None
+        if not 0 <= key[1] < batch:
+            raise ValueError(f"{path} line {line}: sample {key[1]} outside [0, {batch}) "
+                             f"(result.json has {batch} sample(s))")
+        if key[0] < 0 or key in seen:
+            raise ValueError(f"{path} line {line}: iteration {key[0]} of sample {key[1]} is "
+                             "negative or repeated")
+        seen.add(key)
+    try:
+        return Trace.from_csv(path, batch_size=batch)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"{path} is not a valid trace: {type(exc).__name__}: {exc}") from None
+
+
+def _check_iterations(result: dict, per: dict | None, trace: Trace, rpath: Path, tpath: Path) -> None:
+    """The trace holds every iteration ``result.json`` reports (a truncated trace.csv, or one
+    of another run, is refused instead of being checked as if complete)."""
+    its = (per or {}).get("iterations", result.get("iterations") if trace.batch_size == 1 else None)
+    if its is None:
+        return
+    its = its if isinstance(its, list) else [its]
+    if len(its) != trace.batch_size or not all(isinstance(n, int) and not isinstance(n, bool) for n in its):
+        raise ValueError(f"{rpath}: 'iterations' must hold one integer per sample; got {its!r}")
+    active = trace.as_dict()["active"]
+    rows = [int(active[:, b].sum()) for b in range(trace.batch_size)]
+    if rows != its:
+        raise ValueError(f"{tpath} has {rows} iteration(s) per sample but {rpath} reports {its} "
+                         "(a truncated trace, or the files of different runs)")
 
 
 def _plot(report: Report, loaded: dict, path: Path) -> None:
@@ -169,6 +229,10 @@ def _plot(report: Report, loaded: dict, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the run in ``args.dir``; 0 when clean, 1 after printing each violation."""
+    if args.out is not None:
+        from .._validate import out_dir
+
+        out_dir("out", args.out)  # a directory, or creatable: checked before any work
     loaded = load_run(args.dir)
     report = check_trace(
         loaded["trace"],

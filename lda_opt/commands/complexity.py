@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the experiment; 0 on success (the exponent is reported whatever its value)."""
     import torch
 
+    from .._validate import out_dir
     from ..complexity import run_complexity
 
+    out_dir("out", args.out)  # a directory, or creatable: no file on its path
     config = build_config(args)
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small problems: one intra-op thread, restored afterwards

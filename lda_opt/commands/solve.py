@@ -51,6 +51,7 @@ from pathlib import Path
 import torch
 
 from .._atomic import check_replaceable, fault_point, staged_dir
+from .._validate import out_dir
 from ..algorithms import ALGORITHMS
 from ..instances import KINDS, MASKS, REGULARIZERS, make_instance
 
@@ -187,9 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and args.regularizer is not None:
         raise ValueError("give either --regularizer or --checkpoint, not both")
     dtype = DTYPES[args.dtype or ("float32" if args.checkpoint else "float64")]
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a directory; {str(out)!r} is a file")
+    out = out_dir("out", Path(args.out))  # a directory, or creatable: no file on its path
     check_replaceable(out, OUTPUT_FILES)
     overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
                                    ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}

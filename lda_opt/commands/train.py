@@ -32,15 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train; returns 0, or 130 after Ctrl-C (SIGINT) with a one-line message naming what
     ``--resume`` continues from (bad input raises ValueError/TypeError, reported by the CLI)."""
+    from .._validate import out_dir
     from ..learning.config import load_config
     from ..learning.train import STATE_FILE, train
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("build") / "runs" / config.name
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out must be a directory; {out} is a file")
+    out_dir("--out", out)  # a directory, or creatable: no file on its path
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1; got {args.stop_after}")
+    if args.resume and not (out / STATE_FILE).is_file():  # refused before out is created
+        raise ValueError(f"--resume: no {STATE_FILE} in {out} (nothing to resume)")
     try:
         info = train(config, out, resume=args.resume, quiet=args.quiet, stop_after=args.stop_after)
     except KeyboardInterrupt:

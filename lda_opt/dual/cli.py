@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from .._validate import out_dir
 from .primal import INITS, OPTIMIZERS
 from .report import DualityConfig, run_duality
 
@@ -82,9 +83,7 @@ def build_config(args: argparse.Namespace) -> DualityConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a directory; {str(out)!r} is a file")
+    out = out_dir("out", Path(args.out))  # a directory, or creatable: no file on its path
     progress = (not args.quiet) and sys.stdout.isatty()
     import torch
 

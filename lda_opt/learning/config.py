@@ -21,27 +21,22 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .._validate import integer, real
 from .net import NET_ALGORITHMS
 from .tasks import BlockCSTask, MRITask, normalize_problem_name
 
 __all__ = ["DataConfig", "NetConfig", "OptimConfig", "TaskConfig", "TrainConfig", "load_config"]
 
 
+# A config file's bad values are ValueErrors whatever their kind (bad file content, not a
+# bad argument): the checks of lda_opt._validate with kind_error=ValueError.
 def _int(name: str, v: Any, lo: int = 0) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
+    integer(name, v, lo, kind_error=ValueError)
 
 
 def _num(name: str, v: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = True,
          hi_open: bool = True) -> None:
-    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-    if ok and lo is not None:
-        ok = v > lo if lo_open else v >= lo
-    if ok and hi is not None:
-        ok = v < hi if hi_open else v <= hi
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{')' if hi_open else ']'}"
-        raise ValueError(f"{name} must be a number in {rng}; got {v!r}")
+    real(name, v, lo, hi, lo_open=lo_open, hi_open=hi_open, kind_error=ValueError)
 
 
 def _from_dict(cls, d: Any, section: str):
@@ -54,6 +49,13 @@ def _from_dict(cls, d: Any, section: str):
         raise ValueError(f"unknown key(s) {unknown} in config section {section!r}; valid keys: {sorted(known)}")
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
     return cls(**kw)
+
+
+def _pair(name: str, v: Any) -> tuple:
+    """A JSON list of two entries as a tuple (the task checks the entries)."""
+    if not isinstance(v, (tuple, list)) or len(v) != 2:
+        raise ValueError(f"{name} must be a list [H, W] of two integers; got {v!r}")
+    return tuple(v)
 
 
 @dataclass(kw_only=True)
@@ -79,6 +81,15 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         self.kind = normalize_problem_name(self.kind)
+        # the fields of the other kind are unused, but a bad value is still a bad config
+        if self.kind == "block-cs":
+            MRITask(self.ratio, mask=self.mask, mask_seed=self.mask_seed, shape=_pair("task.shape", self.shape),
+                    noise=self.noise, noise_seed=self.noise_seed)
+        else:
+            for n in ("matrix_seed", "init_seed"):
+                _int(f"task.{n}", getattr(self, n), 0)
+            _int("task.init_blocks", self.init_blocks, 1)
+            _int("task.init_size", self.init_size, 33)
         self.build()  # validates
 
     def build(self) -> BlockCSTask | MRITask:
@@ -277,8 +288,11 @@ class TrainConfig:
     train: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
-            raise ValueError(f"name must be a non-empty string of letters, digits, '-', '_', '.'; got {self.name!r}")
+        # NAME is a directory (build/runs/NAME): at least one letter or digit, so never "." or ".."
+        if (not isinstance(self.name, str) or not any(c.isalnum() for c in self.name)
+                or not all(c.isalnum() or c in "-_." for c in self.name)):
+            raise ValueError(f"name must be a string of letters, digits, '-', '_', '.' with at least one "
+                             f"letter or digit; got {self.name!r}")
         _int("seed", self.seed, 0)
         if self.task.kind != "block-cs" and (self.data.scales or self.data.augment):
             raise ValueError(f"data.scales and data.augment apply to block-cs training data only; task.kind is "
@@ -325,6 +339,8 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         raise FileNotFoundError(f"config file not found: {p}")
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config {p} is not UTF-8 text: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"config {p} is not valid JSON: {exc}") from exc
     return TrainConfig.from_dict(d)

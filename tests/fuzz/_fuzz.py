@@ -51,7 +51,7 @@ def count() -> None:
 def refused(exc: type[Exception], *names: str):
     """Assert that the block raises exactly ``exc`` (not a subclass, not another error) with
     a message naming one of ``names``."""
-    with pytest.raises(Exception) as info:  # noqa: PT011 - the type is checked exactly below
+    with pytest.raises(Exception) as info:
         yield info
     err = info.value
     assert type(err) is exc, f"expected {exc.__name__}, got {type(err).__name__}: {err}"

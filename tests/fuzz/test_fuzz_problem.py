@@ -16,7 +16,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from _fuzz import BAD_COMPLEX_DTYPES, BAD_REAL_DTYPES, POSITIVE, bad_value, case, fuzz, poison, refused, to_dtype
+from _fuzz import (
+    BAD_COMPLEX_DTYPES,
+    BAD_REAL_DTYPES,
+    POSITIVE,
+    bad_value,
+    case,
+    fuzz,
+    poison,
+    refused,
+    to_dtype,
+)
 from _fuzz import tensor as rand_tensor
 from hypothesis import given
 from hypothesis import strategies as st

@@ -193,7 +193,7 @@ def test_bad_run_input_is_refused_before_any_iteration(defect, cls, kind, B, H, 
     problem, x0 = _problem(kind, B, H, W, dtype, seed)
     solver = cls(eps_tol=min(1.0, cls().sigma * cls().eps0), max_iter=5)
     calls = []
-    callback = lambda k, s, r: calls.append(k)  # noqa: E731
+    callback = lambda k, s, r: calls.append(k)
     args = {"problem": problem, "x0": x0, "callback": callback}
     exc, names = ValueError, ("x0",)
     if defect == "nan/inf":
