@@ -43,8 +43,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; the arguments of ``command`` (or of every subcommand when None) are added."""
     parser = _Parser(prog="lda-opt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.subcommand_parsers = {}
     for name, (module, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
+        parser.subcommand_parsers[name] = sp
         sp.set_defaults(_module=module)
         if command is None or name == command:
             importlib.import_module(module).add_arguments(sp)
@@ -59,10 +61,19 @@ def _command(argv: list[str]) -> str:
     return ""
 
 
+def _check_single_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a single-valued option that argparse parsed as a list: ``--opt=--`` gives
+    ``[]`` (argparse drops the ``--``), which would otherwise reach the command."""
+    for action in parser._actions:
+        if action.option_strings and action.nargs is None and isinstance(getattr(args, action.dest, None), list):
+            parser.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
+    _check_single_values(parser.subcommand_parsers[args.command], args)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

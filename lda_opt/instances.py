@@ -23,7 +23,6 @@ Every random draw (noise, mask, sensing matrix) comes from ``seed``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from . import features as F
-from ._validate import choice
+from ._validate import choice, real
 from .operators import MRI, Identity, Matrix
 from .problem import LeastSquares, Problem
 
@@ -97,10 +96,11 @@ def load_truth(kind: str, image: str | None, size: int, dtype: torch.dtype) -> t
         return load_image(name, size=size, dtype=dtype)
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise FileNotFoundError(f"image: {exc}") from exc
-    except OSError as exc:  # an existing file that no reader can decode
-        raise ValueError(f"image {str(name)!r} cannot be read: {exc}") from exc
     except ValueError as exc:  # an unknown name, or a file of the wrong content
         raise ValueError(f"image {str(name)!r}: {exc}") from exc
+    except Exception as exc:  # the image decoders raise OSError, EOFError, struct.error,
+        # SyntaxError, ... on a damaged file: all of them mean "cannot be read"
+        raise ValueError(f"image {str(name)!r} cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 def _features(regularizer: str) -> nn.Module:
@@ -133,13 +133,9 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     size = _DEFAULT_SIZE[kind] if size is None else size
     if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= MAX_SIZE:
         raise ValueError(f"size must be an integer in [4, {MAX_SIZE}]; got {size!r}")
-    noise = _DEFAULT_NOISE[kind] if noise is None else float(noise)
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    noise = real("noise", _DEFAULT_NOISE[kind] if noise is None else noise, 0, lo_open=False)
     if kind != "tv-denoise":
-        ratio = _DEFAULT_RATIO[kind] if ratio is None else float(ratio)
-        if not 0 < ratio <= 1:
-            raise ValueError(f"ratio must be in (0, 1]; got {ratio!r}")
+        ratio = real("ratio", _DEFAULT_RATIO[kind] if ratio is None else ratio, 0, 1, hi_open=False)
     elif ratio is not None:
         raise ValueError("ratio applies to --problem cs and mri only")
     if weight is None:

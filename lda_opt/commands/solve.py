@@ -46,7 +46,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -188,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and args.regularizer is not None:
         raise ValueError("give either --regularizer or --checkpoint, not both")
     dtype = DTYPES[args.dtype or ("float32" if args.checkpoint else "float64")]
-    out = out_dir("out", Path(args.out))  # a directory, or creatable: no file on its path
+    out = out_dir("out", args.out)  # a directory, or creatable: no file on its path
     check_replaceable(out, OUTPUT_FILES)
     overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
                                    ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 from .._validate import out_dir
 from .primal import INITS, OPTIMIZERS
@@ -83,7 +82,7 @@ def build_config(args: argparse.Namespace) -> DualityConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    out = out_dir("out", Path(args.out))  # a directory, or creatable: no file on its path
+    out = out_dir("out", args.out)  # a directory, or creatable: no file on its path
     progress = (not args.quiet) and sys.stdout.isatty()
     import torch
 

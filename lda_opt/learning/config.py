@@ -81,9 +81,13 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         self.kind = normalize_problem_name(self.kind)
+        self.shape = _pair("task.shape", self.shape)
+        # numbers (the tasks would parse a string); the tasks check the exact ranges
+        _num("task.ratio", self.ratio, 0.0, 1.0, hi_open=False)
+        _num("task.noise", self.noise, 0.0, lo_open=False)
         # the fields of the other kind are unused, but a bad value is still a bad config
         if self.kind == "block-cs":
-            MRITask(self.ratio, mask=self.mask, mask_seed=self.mask_seed, shape=_pair("task.shape", self.shape),
+            MRITask(self.ratio, mask=self.mask, mask_seed=self.mask_seed, shape=self.shape,
                     noise=self.noise, noise_seed=self.noise_seed)
         else:
             for n in ("matrix_seed", "init_seed"):

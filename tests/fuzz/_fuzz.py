@@ -18,6 +18,7 @@ import warnings
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,78 @@ def poison(t: torch.Tensor, seed: int, value: float) -> torch.Tensor:
     i = seed % flat.numel()
     flat[i] = complex(value, 0) if out.is_complex() else value
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# the command line
+# ---------------------------------------------------------------------------------------
+def snapshot(root) -> dict[str, bytes | None]:
+    """Every path under ``root`` (hidden ones included) with its bytes (``None``: a folder)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            out[os.path.relpath(os.path.join(dirpath, d), root)] = None
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = None if os.path.islink(p) else Path(p).read_bytes()
+    return out
+
+
+def cli(argv: list[str], timeout: int = 60) -> tuple[int, str, str, list]:
+    """``lda_opt.cli.main(argv)`` in this process: ``(exit status, stdout, stderr, warnings)``.
+    argparse's ``SystemExit`` gives its code; an alarm turns a hang into a failure.  The
+    warnings are those a user would see: every category but those Python's default filters
+    hide outside ``__main__`` (``ResourceWarning``, ``DeprecationWarning``, ...; third-party
+    image readers leak a file handle and warn of deprecated plugins on a damaged file)."""
+    import contextlib
+    import io
+    import signal
+
+    from lda_opt.cli import main
+
+    def hang(signum, frame):
+        raise TimeoutError(f"lda-opt {' '.join(argv)} ran for more than {timeout} s")
+
+    out, err = io.StringIO(), io.StringIO()
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(timeout)
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            warnings.simplefilter("always")
+            try:
+                rc = main(argv)
+            except SystemExit as exc:
+                rc = exc.code
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    hidden = (ResourceWarning, DeprecationWarning, PendingDeprecationWarning, ImportWarning)
+    shown = [str(w.message) for w in caught if not issubclass(w.category, hidden)]
+    return rc, out.getvalue(), err.getvalue(), shown
+
+
+def cli_refused(argv: list[str], root, *names: str) -> str:
+    """Assert that ``lda-opt ARGV`` is refused as bad input: exit status 2, exactly one line
+    on stderr, ``lda-opt CMD: error: ...`` naming one of ``names``, nothing on stdout, no
+    warning, and nothing under ``root`` created or changed (no output folder, no partial
+    one, no NaN written anywhere).  Returns the error line."""
+    cmd = argv[0]
+    before = snapshot(root)
+    cwd = os.getcwd()
+    os.chdir(root)  # a relative path that slips through lands under root, and is seen there
+    try:
+        rc, out, err, caught = cli(argv)
+    finally:
+        os.chdir(cwd)
+    lines = err.strip().splitlines()
+    assert rc == 2, f"lda-opt {argv}: exit status {rc}, stderr {err[-2000:]!r}"
+    assert len(lines) == 1, f"lda-opt {argv}: {len(lines)} stderr lines: {err[-2000:]!r}"
+    line = lines[0]
+    assert line.startswith(f"lda-opt {cmd}: error: "), line
+    assert any(n in line for n in names), f"{line!r} names none of {names}"
+    assert out == "", out
+    assert not caught, f"warnings: {caught}"
+    assert snapshot(root) == before, "the refused command changed files"
+    count()
+    return line
