@@ -41,11 +41,9 @@ import time
 from pathlib import Path
 
 import torch
+from _common import denoise_problem, environment, output_dir, solvers, sync
 
 import lda_opt as lo
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import denoise_problem, environment, output_dir, solvers, sync
 
 
 def timed_run(make, problem: lo.Problem, x0: torch.Tensor, q, repeat: int = 1) -> dict:

@@ -24,7 +24,7 @@ from lda_opt.learning.config import TrainConfig
 from lda_opt.learning.datasets import load_images, test_images
 from lda_opt.learning.experiments import mean_metrics, reconstruct_images
 from lda_opt.learning.shipped import load_lda_net
-from lda_opt.learning.tasks import task_from_metadata
+from lda_opt.tasks import task_from_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,9 @@ the passes ``q`` executed in that iteration on the *bare* CNN:
 * a bare backward is ``torch.autograd.grad(q(x), x, c)`` through a kept graph (an
   input-only vector-Jacobian product, as the solver's).
 
-:class:`CountedFeatures` (a wrapper the solver cannot tell from ``q``) logs every pass with
-its batch size, so the replay does exactly the same passes.  Reported, per algorithm:
+:class:`~lda_opt.testing.CountedFeatures` (a wrapper the solver cannot tell from ``q``; the
+evaluation-budget tests count with it too) logs every pass with its batch size, so the
+replay does exactly the same passes.  Reported, per algorithm:
 
 .. math:: \text{ratio} = \frac{\text{Result.seconds}}{\text{seconds of the replayed passes}}
 
@@ -32,8 +33,8 @@ Usage::
     python benchmarks/overhead.py --quick         # smoke run (small, few iterations)
     python benchmarks/overhead.py --device cuda --size 256 --batch 32 --out DIR
 
-The helpers here (:class:`CountedFeatures`, :func:`denoise_problem`, :func:`solvers`,
-:func:`bare_times`, :func:`environment`) are shared by ``batch.py`` and ``race.py``.
+The problem, the solvers and the machine facts come from ``_common.py`` (shared with
+``batch.py`` and ``race.py``).
 """
 
 from __future__ import annotations
@@ -42,136 +43,24 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _common import denoise_problem, environment, output_dir, solvers, sync
 from torch import nn
 
 import lda_opt as lo
-from lda_opt.nets import FeatureCNN, xavier_init_
+from lda_opt.testing import CountedFeatures
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ALGORITHMS = ("lda", "meta-lda", "elda", "gd", "agd")
-
-
-# ---------------------------------------------------------------------------------------
-# counting wrapper
-# ---------------------------------------------------------------------------------------
-class _CountBackward(torch.autograd.Function):
-    """Identity on ``q(x)`` whose backward records one backward pass of ``q``."""
-
-    @staticmethod
-    def forward(ctx, out: torch.Tensor, box: CountedFeatures) -> torch.Tensor:
-        ctx.box = box
-        return out.view_as(out)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        ctx.box.backward_calls += 1
-        ctx.box.backward_rows += grad.shape[0]
-        ctx.box.log.append(("B", grad.shape[0]))
-        return grad, None
-
-
-class CountedFeatures(nn.Module):
-    """``q`` wrapped so that every pass is counted where it happens, not where the solver
-    says it happens: ``forward_calls`` / ``backward_calls`` count calls of ``q`` and of its
-    vector-Jacobian product (any backward reaching ``q``'s output), ``forward_rows`` /
-    ``backward_rows`` the samples those calls processed (a batch call on ``b`` rows costs
-    ``b`` sample-passes, whatever the solver needs of them)."""
-
-    def __init__(self, q: nn.Module) -> None:
-        super().__init__()
-        self.q = q
-        self.reset()
-
-    def reset(self) -> None:
-        """Zero the four counters."""
-        self.forward_calls = 0
-        self.forward_rows = 0
-        self.backward_calls = 0
-        self.backward_rows = 0
-        #: every pass in order: ("F" or "B", rows)
-        self.log: list[tuple[str, int]] = []
-
-    def counts(self) -> dict[str, int]:
-        """The four counters as a dict."""
-        return {"forward_calls": self.forward_calls, "forward_rows": self.forward_rows,
-                "backward_calls": self.backward_calls, "backward_rows": self.backward_rows}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.forward_calls += 1
-        self.forward_rows += x.shape[0]
-        self.log.append(("F", x.shape[0]))
-        out = self.q(x)
-        return _CountBackward.apply(out, self) if torch.is_grad_enabled() and out.requires_grad else out
-
-
-# ---------------------------------------------------------------------------------------
-# problems and solvers
-# ---------------------------------------------------------------------------------------
-def feature_cnn(width: int = 32, depth: int = 4, seed: int = 0, complex: bool = False,
-                dtype: torch.dtype = torch.float32, device: str = "cpu") -> FeatureCNN:
-    """A seeded, Xavier-initialized ``FeatureCNN`` (the paper's d=32, 4 layers by default)."""
-    q = FeatureCNN(in_channels=1, width=width, depth=depth, complex=complex)
-    xavier_init_(q, generator=torch.Generator().manual_seed(seed))
-    return q.to(device=device, dtype=dtype)
-
-
-def natural_crops(batch: int, size: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``batch`` size x size crops of the bundled test images (camera, astronaut, ...) at 256x256,
-    seeded; shape (batch, 1, size, size), values in [0, 1]."""
-    from lda_opt.data import images
-
-    imgs = torch.cat([images.load_image(n, size=256, dtype=torch.float64) for n in images.TEST_IMAGES])
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for b in range(batch):
-        i = int(torch.randint(len(imgs), (1,), generator=gen))
-        t, s = (int(v) for v in torch.randint(256 - size + 1, (2,), generator=gen))
-        out.append(imgs[i, :, t:t + size, s:s + size])
-    return torch.stack(out).to(dtype)
-
-
-def denoise_problem(batch: int = 4, size: int = 64, noise: float = 0.1, weight: float = 0.002,
-                    dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0,
-                    width: int = 32, depth: int = 4) -> tuple[lo.Problem, torch.Tensor, CountedFeatures]:
-    """Denoising ``1/2||x - y||^2 + weight ||q(x)||_{2,1}`` with a seeded random FeatureCNN ``q``
-    (wrapped in :class:`CountedFeatures`); returns the problem, ``x0 = y`` and the wrapper."""
-    clean = natural_crops(batch, size, seed, torch.float64)
-    gen = torch.Generator().manual_seed(seed + 1)
-    y = (clean + noise * torch.randn(clean.shape, generator=gen, dtype=torch.float64)).to(dtype).to(device)
-    q = CountedFeatures(feature_cnn(width, depth, seed, dtype=dtype, device=device))
-    return lo.Problem(lo.LeastSquares(lo.operators.Identity(), y), q, weight), y.clone(), q
-
-
-def solvers(max_iter: int, eps0: float = 1e-2, sigma: float = 1e3, eps_tol: float = 1e-5) -> dict[str, lo.Solver]:
-    """Every algorithm with the same continuation (``eps0``, ``gamma = 0.9``, ``sigma``,
-    ``eps_tol``) and its own step rules at their defaults, except MetaLDA's steps
-    (``alpha = tau = 0.5``: the paper's 0.01 is for its un-normalized MRI data)."""
-    common = {"eps0": eps0, "sigma": sigma, "eps_tol": eps_tol, "max_iter": max_iter, "gamma": 0.9}
-    return {
-        "lda": lo.LDA(**common),
-        "meta-lda": lo.MetaLDA(**common, alpha=0.5, tau=0.5),
-        "elda": lo.ELDA(**common),
-        "gd": lo.GD(**common),
-        "agd": lo.AGD(**common),
-    }
 
 
 # ---------------------------------------------------------------------------------------
 # timing
 # ---------------------------------------------------------------------------------------
-def sync(device: torch.device | str) -> None:
-    """Wait for the device (a no-op on CPU)."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
 def replay(q: nn.Module, x: torch.Tensor, passes: list[tuple[str, int]]) -> dict[str, float]:
     """Run ``passes`` (``("F", rows)``: a forward with its graph recorded, ``("B", rows)``: an
     input vector-Jacobian product through a kept graph) on the bare ``q`` at the first
@@ -207,33 +96,6 @@ def bare_times(q: nn.Module, x: torch.Tensor, n_forward: int, n_backward: int) -
     backwards of ``q`` at ``x`` (see :func:`replay`)."""
     r = replay(q, x, [("F", x.shape[0])] * n_forward + [("B", x.shape[0])] * n_backward)
     return r["forward_s"], r["backward_s"]
-
-
-def environment(device: str, threads: int) -> dict:
-    """Machine facts recorded with every result (timings are only comparable within one)."""
-    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-           "threads": threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
-    try:
-        env["loadavg_start"] = list(os.getloadavg())
-    except OSError:  # pragma: no cover - not on every OS
-        pass
-    if torch.device(device).type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name()
-    return env
-
-
-def output_dir(out: Path | None, quick: bool) -> Path:
-    """``out`` (created), else ``benchmarks/results`` -- or a fresh temporary folder for a
-    ``--quick`` smoke run, so that it never overwrites the recorded results."""
-    if out is None:
-        if quick:
-            import tempfile
-
-            return Path(tempfile.mkdtemp(prefix="lda_opt_bench_"))
-        out = RESULTS
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def measure(solver: lo.Solver, problem: lo.Problem, x0: torch.Tensor, q: CountedFeatures,

@@ -29,7 +29,7 @@ The two quasi-Newton competitors evaluate ``phi_eps`` through :class:`SmoothedOb
 which caches the last few forwards of ``q`` with their graphs: re-evaluating a point costs
 no pass, and after an eps reduction the gradient at a cached point costs one backward (the
 same reuse the library's solvers get).  Passes are counted by the hidden wrapper
-``CountedFeatures`` (``overhead.py``) for everyone alike.  Recorded per iterate: passes of
+:class:`lda_opt.testing.CountedFeatures` for everyone alike.  Recorded per iterate: passes of
 ``q`` (forward + backward), seconds (recording excluded), the exact objective ``phi`` and
 ``||grad phi_eps||``.
 
@@ -62,13 +62,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import environment, feature_cnn, output_dir, sync
 
 import lda_opt as lo
 from lda_opt.algorithms.base import Backtracking, Counter, StepOutput, accept, sq_norm
 from lda_opt.smoothing import Huber, Smoothing
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import CountedFeatures, environment, feature_cnn, output_dir, sync
+from lda_opt.tasks import BlockCSTask, MRITask
+from lda_opt.testing import CountedFeatures
 
 COMPETITORS = ("lda", "meta-lda", "elda", "gd-armijo", "agd", "torch-lbfgs", "scipy-lbfgsb")
 #: variants of ours that are not the papers' algorithms (raced with ``--competitors``)
@@ -92,40 +92,37 @@ class Task:
 
 def mri_task(size: int, width: int, depth: int, weight: float, dtype: torch.dtype, device: str,
              ratio: float = 0.3, noise: float = 0.01, seed: int = 0) -> Task:
-    """Radial-mask MRI of a random-ellipse phantom, ``x0 = A^H y``, complex ``FeatureCNN``."""
-    from lda_opt.data import masks, mri
+    """Radial-mask MRI of a random-ellipse phantom (the :class:`~lda_opt.tasks.MRITask` with
+    ``"image"`` noise, seed ``seed + 1``: ``y = A x + noise A(n)``), ``x0 = A^H y``, complex
+    ``FeatureCNN``."""
+    from lda_opt.data import mri
 
     cdt = torch.complex128 if dtype == torch.float64 else torch.complex64
     truth = mri.random_ellipses(1, size, seed, dtype=cdt).to(device)
-    mask = masks.radial((size, size), ratio, seed, dtype=dtype).to(device)
-    A = lo.operators.MRI(mask)
-    gen = torch.Generator().manual_seed(seed + 1)
-    kn = torch.randn(truth.shape, generator=gen, dtype=cdt).to(device)
-    y = A(truth) + noise * A(kn)
+    task = MRITask(ratio, mask="radial", mask_seed=seed, shape=(size, size), noise=noise, noise_seed=seed + 1,
+                   noise_model="image")
+    m = task.measure(truth)
     q = CountedFeatures(feature_cnn(width, depth, seed, complex=True, dtype=dtype, device=device))
-    p = lo.Problem(lo.LeastSquares(A, y), q, weight)
-    return Task("mri", p, A.H(y), q, truth,
+    return Task("mri", m.problem(q, weight), m.x0, q, truth,
                 {"size": size, "mask": "radial", "ratio": ratio, "noise": noise, "weight": weight})
 
 
 def cs_task(width: int, depth: int, weight: float, dtype: torch.dtype, device: str,
             ratio: float = 0.25, noise: float = 0.0, seed: int = 0, n_train: int = 1000) -> Task:
-    """Block compressed sensing (33x33 block of 'camera', Gaussian Phi with orthonormal rows,
-    ``x0 = Q b`` with the ISTA-Net initializer fitted on training blocks), real ``FeatureCNN``."""
-    from lda_opt.data import block_cs, images
+    """Block compressed sensing (33x33 block of 'camera'; the :class:`~lda_opt.tasks.BlockCSTask`:
+    Gaussian Phi with orthonormal rows, ``x0 = Q b`` with the ISTA-Net initializer fitted on
+    ``n_train`` training blocks, ``"gaussian"`` noise on ``b`` with seed ``seed + 1``), real
+    ``FeatureCNN``."""
+    from lda_opt.data import images
 
-    Phi = block_cs.gaussian_sampling_matrix(ratio, seed=seed, dtype=torch.float64)
-    Q = block_cs.initializer_matrix(Phi, block_cs.training_blocks(n_train, size=128, seed=seed))
+    task = BlockCSTask(ratio, matrix_seed=seed, init_blocks=n_train, init_size=128, init_seed=seed, noise=noise,
+                       noise_seed=seed + 1)
     img = images.load_image("camera", size=128, dtype=torch.float64)
-    truth = img[:, :, 40:73, 40:73].contiguous()
-    b = block_cs.measure_blocks(truth, Phi)
-    if noise > 0:
-        b = b + noise * torch.randn(b.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=b.dtype)
-    x0 = block_cs.initial_blocks(b, Q)
-    A = lo.operators.Matrix(Phi.to(dtype).to(device), (1, 33, 33))
+    m = task.measure_blocks(img[:, :, 40:73, 40:73].contiguous())
+    A = lo.operators.Matrix(task.matrices(dtype)[0].to(device), (1, 33, 33))
     q = CountedFeatures(feature_cnn(width, depth, seed, dtype=dtype, device=device))
-    p = lo.Problem(lo.LeastSquares(A, b.to(dtype).to(device)), q, weight)
-    return Task("block-cs", p, x0.to(dtype).to(device), q, truth.to(dtype).to(device),
+    p = lo.Problem(lo.LeastSquares(A, m.y.to(dtype).to(device)), q, weight)
+    return Task("block-cs", p, m.x0.to(dtype).to(device), q, m.truth.to(dtype).to(device),
                 {"block": 33, "ratio": ratio, "noise": noise, "weight": weight, "n_train": n_train})
 
 

@@ -2,8 +2,10 @@
 
 :func:`make_instance` builds, from the offline data of :mod:`lda_opt.data`, everything a run
 needs: the :class:`~lda_opt.Problem`, the initial guess ``x0`` (the paper's), the ground
-truth, and the functions that turn a batch of solutions back into an image.  The CLI
-(``lda-opt solve``), the benchmarks and the training scripts all build their problems here.
+truth, and the functions that turn a batch of solutions back into an image, for the CLI
+(``lda-opt solve``) and :mod:`lda_opt.learning.compare`.  The forward models, their noise
+and the starting points are the tasks of :mod:`lda_opt.tasks`; this module adds the
+bundled images, the regularizer and the weight.
 
 =============  ======================================================================  =========================
 kind           forward model and data                                                  x0
@@ -23,6 +25,7 @@ Every random draw (noise, mask, sensing matrix) comes from ``seed``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +36,7 @@ from . import features as F
 from ._validate import choice, real
 from .operators import MRI, Identity, Matrix
 from .problem import LeastSquares, Problem
+from .tasks import BlockCSTask, DenoiseTask, MRITask
 
 __all__ = [
     "KINDS",
@@ -120,10 +124,12 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     (64 / camera / 0.1 for TV denoising; 99 / camera / 0 / 0.25 for CS; 64 / Shepp-Logan /
     0 / 0.2 for MRI).  ``dtype`` is the real dtype (MRI runs in the matching complex dtype).
     ``sensing_seed`` (default ``seed``) draws the CS matrix or the MRI mask.  The sensing
-    model is :class:`~lda_opt.learning.BlockCSTask` / :class:`~lda_opt.learning.MRITask`
-    (the ones LDA-Net trains on); ``task`` (e.g. from a checkpoint's metadata) replaces the
-    one built from ``ratio``, ``mask`` and ``sensing_seed``.  MRI noise is
-    ``noise * P F n`` with ``n`` standard complex Gaussian, seeded by ``seed``.
+    model is :class:`~lda_opt.tasks.BlockCSTask` / :class:`~lda_opt.tasks.MRITask`
+    (the ones LDA-Net trains on; TV denoising: :class:`~lda_opt.tasks.DenoiseTask`);
+    ``task`` (e.g. from a checkpoint's metadata) replaces the one built from ``ratio``,
+    ``mask`` and ``sensing_seed``.  The noise models (:mod:`lda_opt.tasks.noise`), seeded by
+    ``seed``: ``"gaussian"`` for TV denoising and CS, ``"kspace"`` (``noise * P F n`` with
+    ``n`` standard complex Gaussian) for MRI; an MRI checkpoint's task brings its own noise.
     """
     choice("problem", kind, KINDS)
     choice("mask", mask, MASKS)
@@ -147,7 +153,6 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     sensing_seed = seed if sensing_seed is None else sensing_seed
     device = torch.device(device)
     q = _features(regularizer) if features is None else features
-    gen = torch.Generator().manual_seed(seed)
     truth = load_truth(kind, image, size, torch.float64)
     meta = {"kind": kind, "image": image or _DEFAULT_IMAGE[kind], "size": size, "noise": noise,
             "ratio": ratio, "mask": mask if kind == "mri" else None, "seed": seed,
@@ -157,31 +162,27 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     if task is not None and task.kind != {"cs": "block-cs", "mri": "mri"}.get(kind):
         raise ValueError(f"the checkpoint's task is {task.kind!r}; it cannot serve --problem {kind}")
     if kind == "tv-denoise":
-        y = truth + noise * torch.randn(truth.shape, generator=gen, dtype=torch.float64)
-        y = y.to(device=device, dtype=dtype)
+        y = DenoiseTask(noise=noise, noise_seed=seed).measure(truth).y.to(device=device, dtype=dtype)
         problem = Problem(LeastSquares(Identity(), y), q, weight)
         return Instance(kind, problem, y.clone(), truth.to(device=device, dtype=dtype),
                         lambda x: x, meta)
 
     if kind == "cs":
         from .data import block_cs as bcs
-        from .learning.tasks import BlockCSTask
 
         if task is None:
             task = BlockCSTask(ratio, matrix_seed=sensing_seed)
-        m = task.measure(truth)
-        A64, Q = task.matrices(torch.float64)
-        b = m.y + noise * torch.randn(m.y.shape, generator=gen, dtype=torch.float64)
-        x0 = bcs.initial_blocks(b, Q)  # LDA Sec. 4.2.1: x0 = Q b
+        # b = A x + noise (seed ``seed``, a checkpoint's task too), x0 = Q b (LDA Sec. 4.2.1);
+        # meta["task"] records the sensing model, meta["noise"] and meta["seed"] the noise
+        m = dataclasses.replace(task, noise=noise, noise_seed=seed).measure(truth)
+        A64 = task.matrices(torch.float64)[0]
         A = Matrix(A64.to(device=device, dtype=dtype), image_shape=(1, bcs.BLOCK_SIZE, bcs.BLOCK_SIZE))
-        problem = Problem(LeastSquares(A, b.to(device=device, dtype=dtype)), q, weight)
-        meta.update(ratio=task.ratio, sensing_seed=task.matrix_seed, blocks=int(b.shape[0]),
+        problem = Problem(LeastSquares(A, m.y.to(device=device, dtype=dtype)), q, weight)
+        meta.update(ratio=task.ratio, sensing_seed=task.matrix_seed, blocks=int(m.y.shape[0]),
                     measurements=int(A64.shape[0]), task=task.metadata())
-        return Instance(kind, problem, x0.to(device=device, dtype=dtype),
+        return Instance(kind, problem, m.x0.to(device=device, dtype=dtype),
                         truth.to(device=device, dtype=dtype),
                         lambda x: bcs.blocks_to_image(x, size, size), meta)
-
-    from .learning.tasks import MRITask
 
     if task is None:
         task = MRITask(ratio, mask=mask, mask_seed=sensing_seed, shape=(size, size), noise=noise,

@@ -1,9 +1,10 @@
 """The evaluation budget (DESIGN.md; issue 6), counted where the passes happen.
 
-The feature map is wrapped in :class:`Counted`, an ``nn.Module`` that counts its forward
-calls and, through an identity ``autograd.Function`` on its output, every backward pass
-that reaches it.  The solver sees an ordinary ``nn.Module``.  For every algorithm, per
-iteration ``k`` (at smoothing level ``eps_k``):
+The feature map is wrapped in :class:`lda_opt.testing.CountedFeatures`, an ``nn.Module``
+that counts its forward calls and, through an identity ``autograd.Function`` on its output,
+every backward pass that reaches it (the wrapper the benchmarks count passes with).  The
+solver sees an ordinary ``nn.Module``.  For every algorithm, per iteration ``k`` (at
+smoothing level ``eps_k``):
 
 * forward passes  <= 2 + (number of ``phi_eps(v)`` evaluations)  (GD/AGD: <= the evaluations);
 * backward passes <= 2 + (1 if ``eps`` was reduced);
@@ -23,38 +24,9 @@ from torch import nn
 
 import lda_opt as lo
 from lda_opt.nets import FeatureCNN, xavier_init_
+from lda_opt.testing import CountedFeatures
 
 N = 8
-
-
-class _Tap(torch.autograd.Function):
-    """Identity whose backward records one backward pass (and its rows) in ``box``."""
-
-    @staticmethod
-    def forward(ctx, out, box):
-        ctx.box = box
-        return out.view_as(out)
-
-    @staticmethod
-    def backward(ctx, grad):
-        ctx.box.backward += 1
-        ctx.box.backward_rows += grad.shape[0]
-        return grad, None
-
-
-class Counted(nn.Module):
-    """``q`` with pass counters: ``forward`` / ``backward`` (calls) and ``*_rows`` (samples)."""
-
-    def __init__(self, q: nn.Module) -> None:
-        super().__init__()
-        self.q = q
-        self.forward_calls = self.forward_rows = self.backward = self.backward_rows = 0
-
-    def forward(self, x):
-        self.forward_calls += 1
-        self.forward_rows += x.shape[0]
-        out = self.q(x)
-        return _Tap.apply(out, self) if out.requires_grad else out
 
 
 def _cnn() -> nn.Module:
@@ -68,7 +40,7 @@ def _problem(features: str, batch: int, seed: int = 0):
     clean = torch.zeros(batch, 1, N, N, dtype=torch.float64)
     clean[:, :, 2:6, 3:7] = 1.0
     y = clean + 0.2 * torch.randn(batch, 1, N, N, generator=gen, dtype=torch.float64)
-    q = Counted(lo.features.FiniteDifference() if features == "tv" else _cnn())
+    q = CountedFeatures(lo.features.FiniteDifference() if features == "tv" else _cnn())
     p = lo.Problem(lo.LeastSquares(lo.operators.Identity(), y), q, weight=0.05)
     return p, y.clone(), q
 
@@ -92,7 +64,7 @@ def test_budget_per_iteration(name, cls, kw, features):
     seen = []
 
     def cb(k, state, rec):
-        seen.append((q.forward_calls, q.backward, int(rec["forward"][0]), int(rec["backward"][0]),
+        seen.append((q.forward_calls, q.backward_calls, int(rec["forward"][0]), int(rec["backward"][0]),
                      int(rec["linesearch"][0]), bool(rec["eps_next"][0] < rec["eps"][0])))
 
     res = _solver(cls, **kw).run(p, x0, callback=cb)
@@ -105,7 +77,7 @@ def test_budget_per_iteration(name, cls, kw, features):
         assert f <= base + ls
         assert b <= (1 if cls in (lo.GD, lo.AGD) else 2) + reduced
         prev_f, prev_b = f_tot, b_tot
-    assert (q.forward_calls, q.backward) == (int(res.forward[0]), int(res.backward[0]))
+    assert (q.forward_calls, q.backward_calls) == (int(res.forward[0]), int(res.backward[0]))
     # the run exercised the eps reduction, and the backtracking (except ELDA taking u)
     assert any(s[5] for s in seen)
     if name == "elda-u":

@@ -45,12 +45,12 @@ Reconstructing with a checkpoint::
     res = continue_run(net, problem, state, eps_tol=...)   # a Result: lda_opt.check(res, ...) works
 """
 
+from ..tasks import BlockCSTask, Measurement, MRITask, task_from_metadata
 from .config import DataConfig, NetConfig, OptimConfig, TaskConfig, TrainConfig, load_config
 from .continuation import continue_run
 from .losses import mse_loss, reconstruction_loss
 from .net import NET_ALGORITHMS, LDANet
 from .shipped import CHECKPOINT_DIR, load_lda_net, shipped_checkpoint, shipped_checkpoints
-from .tasks import BlockCSTask, Measurement, MRITask, task_from_metadata
 from .train import build_net, evaluate, train
 
 __all__ = [

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..instances import make_instance
+
 __all__ = ["compare_runs", "main"]
 
 _SAME = ("kind", "image", "size", "noise", "seed")
@@ -40,8 +42,6 @@ def _label(res: dict) -> str:
 
 def compare_runs(dirs: list[str | Path], out_png: str | Path) -> dict:
     """Draw the figure of the runs in ``dirs`` into ``out_png``; returns the summary."""
-    from ..instances import make_instance
-
     if not dirs:
         raise ValueError("give at least one solve output directory")
     runs = []

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .._validate import integer, real
+from ..tasks import BlockCSTask, MRITask, normalize_problem_name
 from .net import NET_ALGORITHMS
-from .tasks import BlockCSTask, MRITask, normalize_problem_name
 
 __all__ = ["DataConfig", "NetConfig", "OptimConfig", "TaskConfig", "TrainConfig", "load_config"]
 
@@ -60,9 +60,9 @@ def _pair(name: str, v: Any) -> tuple:
 
 @dataclass(kw_only=True)
 class TaskConfig:
-    """The reconstruction task (see :mod:`lda_opt.learning.tasks`).
+    """The reconstruction task (see :mod:`lda_opt.tasks`).
 
-    ``kind``: ``"block-cs"`` or ``"mri"``; ``ratio`` in (0, 1).  Block CS: ``matrix_seed``,
+    ``kind``: ``"block-cs"`` or ``"mri"``; ``ratio`` in (0, 1) (MRI: (0, 1]).  Block CS: ``matrix_seed``,
     ``init_blocks``, ``init_size``, ``init_seed`` (the initializer Q).  MRI: ``mask``,
     ``mask_seed``, ``shape`` (H, W), ``noise``, ``noise_seed``.
     """

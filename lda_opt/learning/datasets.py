@@ -36,8 +36,8 @@ from ..data import (
     shepp_logan,
 )
 from ..data.mri import apply_phase
+from ..tasks import Measurement
 from .config import TrainConfig
-from .tasks import Measurement
 
 __all__ = ["AUGMENT_OFFSET", "BLOCK_TEST_SIZE", "MRI_TEST_SEED", "SCALE_SEED_STEP", "VAL_OFFSET", "TrainData", "dihedral",
            "test_images", "training_data"]
@@ -56,7 +56,7 @@ BLOCK_TEST_SIZE = 198
 
 class TrainData:
     """The measured training and validation sets of a config (``train``, ``val``:
-    :class:`~lda_opt.learning.tasks.Measurement`)."""
+    :class:`~lda_opt.tasks.Measurement`)."""
 
     def __init__(self, train: Measurement, val: Measurement) -> None:
         self.train = train

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ..tasks import Measurement
 from .config import TrainConfig
 from .net import LDANet
 from .reference import PDHGSettings, TVSettings, image_metrics, tv_exact, tv_solve
 from .shipped import CHECKPOINT_DIR, load_lda_net
-from .tasks import Measurement
 from .train import LOG_FILE, STATE_FILE, exported_checkpoint, extends, train
 
 __all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse", "tv_exact_grid", "tv_record"]

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import flag, integer, real
 from ..algorithms import LDA
 from ..algorithms.base import per_sample, sq_norm
 from ..features import FiniteDifference
 from ..metrics import psnr, relative_error, ssim
 from ..operators import norm_estimate
-from ..problem import LeastSquares, Problem
-from .tasks import Measurement
+from ..tasks import Measurement
 
 __all__ = ["KAPPA_GRID", "ExactTVResult", "PDHGSettings", "TVSettings", "image_metrics", "tune_tv", "tv_exact",
            "tv_objective", "tv_solve"]
@@ -59,8 +59,7 @@ class TVSettings:
 
 def tv_solve(m: Measurement, kappa: float, settings: TVSettings = TVSettings()):
     """Solve TV on every sample of ``m``; returns the :class:`~lda_opt.algorithms.Result`."""
-    problem = Problem(LeastSquares(m.operator, m.y), FiniteDifference(), weight=float(kappa))
-    return settings.solver().run(problem, m.x0)
+    return settings.solver().run(m.problem(FiniteDifference(), float(kappa)), m.x0)
 
 
 @dataclass(frozen=True)
@@ -83,12 +82,10 @@ class PDHGSettings:
     adaptive: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
-        if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol > 0):
-            raise ValueError(f"tol must be a number > 0; got {self.tol!r}")
-        if not isinstance(self.adaptive, bool):
-            raise ValueError(f"adaptive must be True or False; got {self.adaptive!r}")  # noqa: TRY004 - bad input is a ValueError here
+        # bad settings are ValueErrors whatever their kind (the CLI contract)
+        integer("max_iter", self.max_iter, 1, kind_error=ValueError)
+        real("tol", self.tol, 0, kind_error=ValueError)
+        flag("adaptive", self.adaptive, kind_error=ValueError)
 
 
 #: adaptive PDHG (Goldstein et al.): starting adaptivity, its decay, the residual ratio that triggers a change
@@ -130,9 +127,7 @@ def tv_exact(operator, y: torch.Tensor, kappa: float, x0: torch.Tensor,
     frozen) once its residuals pass :class:`PDHGSettings`; the others go on, so a batch gives
     every sample the result it gets alone.
     """
-    kappa = float(kappa)
-    if not (math.isfinite(kappa) and kappa > 0):
-        raise ValueError(f"kappa must be a number > 0; got {kappa!r}")
+    kappa = real("kappa", kappa, 0, kind_error=ValueError)
     if x0.dim() != 4:
         raise ValueError(f"x0 must have shape (B, C, H, W); got {tuple(x0.shape)}")
     if y.shape[0] != x0.shape[0]:
@@ -146,10 +141,10 @@ def tv_exact(operator, y: torch.Tensor, kappa: float, x0: torch.Tensor,
     scale_p = sq_norm(operator.adjoint(y)).sqrt().clamp_min(1e-30)
     scale_d = sq_norm(y).sqrt().clamp_min(1e-30)
     b = x.shape[0]
-    real = x.real.dtype if x.is_complex() else x.dtype
-    t = torch.full((b,), step, dtype=real, device=x.device)  # primal steps
+    rdtype = x.real.dtype if x.is_complex() else x.dtype
+    t = torch.full((b,), step, dtype=rdtype, device=x.device)  # primal steps
     s = t.clone()  # dual steps
-    alpha = torch.full((b,), PDHG_ALPHA0, dtype=real, device=x.device)
+    alpha = torch.full((b,), PDHG_ALPHA0, dtype=rdtype, device=x.device)
     active = torch.ones(b, dtype=torch.bool, device=x.device)
     iterations = torch.zeros(b, dtype=torch.long, device=x.device)
 

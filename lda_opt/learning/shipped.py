@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from ..nets import load_checkpoint
+from ..tasks import normalize_problem_name
 from .net import LDANet
-from .tasks import normalize_problem_name
 
 __all__ = ["CHECKPOINT_DIR", "load_lda_net", "shipped_checkpoint", "shipped_checkpoints"]
 

@@ -52,11 +52,11 @@ from .._atomic import atomic_write, atomic_write_text, fault_point, remove_stale
 from ..metrics import psnr, ssim
 from ..nets import save_checkpoint, xavier_init_
 from ..nets.checkpoint import _read_safetensors_header, config_path
+from ..tasks import Measurement
 from .config import TrainConfig
 from .datasets import training_data
 from .losses import reconstruction_loss
 from .net import LDANet, tv_init_
-from .tasks import Measurement
 
 __all__ = [
     "BEST_FILE",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name):
+    # as when run as a script: the script's folder first on sys.path (for benchmarks/_common.py)
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -125,7 +129,7 @@ def test_block_cs_runs_scores_the_shipped_checkpoint_like_the_benchmark(tmp_path
     for split in ("val", "test"):
         assert row[split]["psnr"] == pytest.approx(sum(row[split]["psnr_per_image"]) / len(row[split]["psnr_per_image"]))
     net = load_lda_net(path)
-    from lda_opt.learning.tasks import task_from_metadata
+    from lda_opt.tasks import task_from_metadata
 
     task = task_from_metadata(net.checkpoint_metadata)
     # The same computation as the benchmark's (both val images in one batch, the same blocks,

@@ -10,7 +10,7 @@ import torch
 
 from lda_opt.learning.experiments import mean_metrics, tv_exact_grid, tv_record
 from lda_opt.learning.reference import PDHGSettings, TVSettings, tv_exact, tv_solve
-from lda_opt.learning.tasks import MRITask
+from lda_opt.tasks import MRITask
 
 
 def _measurement():

@@ -21,8 +21,8 @@ from lda_opt.learning import (
     shipped_checkpoints,
     task_from_metadata,
 )
-from lda_opt.learning.tasks import BlockCSTask
 from lda_opt.nets import save_checkpoint
+from lda_opt.tasks import BlockCSTask
 
 
 def test_mri_task_measures_with_the_seeded_mask_and_zero_fills():
