@@ -37,6 +37,7 @@ from .operators import power_iteration
 
 __all__ = [  # noqa: RUF022 - grouped by paper
     # smoothing and Lipschitz constants
+    "lipschitz_eps",
     "lipschitz_huber",
     "lipschitz_sqrt",
     "smoothing_gap",
@@ -187,6 +188,22 @@ def lipschitz_sqrt(
     if sharp:
         return L_f + kappa * (math.sqrt(m) * L_g + M * M / eps)
     return L_f + kappa * m * (L_g + 2.0 * M * M / eps)
+
+
+def lipschitz_eps(
+    kind: str, L_f: float, L_g: float, M: float, m: int, eps: float, kappa: float = 1.0
+) -> float:
+    r"""The Lipschitz constant of ``grad phi_eps`` that the checker and the complexity curves
+    use for the smoothing ``kind``: :func:`lipschitz_huber` for ``"huber"``, the sharp
+    :func:`lipschitz_sqrt` for ``"sqrt"`` (both ``L_f + kappa (sqrt(m) L_g + M^2/eps)``).
+    **Certified upper bound**.  Catalogue: ``theory/lda.md`` (Lemma 3.2),
+    ``theory/meta_lda.md`` (Lemma A2).
+    """
+    if kind == "huber":
+        return lipschitz_huber(L_f, L_g, M, m, eps, kappa)
+    if kind == "sqrt":
+        return lipschitz_sqrt(L_f, L_g, M, m, eps, kappa, sharp=True)
+    raise ValueError(f"kind must be 'huber' or 'sqrt' (got {kind!r})")
 
 
 def smoothing_gap(kind: str, m: int, eps: float, kappa: float = 1.0) -> float:

@@ -54,7 +54,6 @@ import numpy as np
 import torch
 
 from . import bounds
-from ._validate import flag, integer, real
 
 __all__ = [
     "ALGORITHMS",
@@ -75,8 +74,6 @@ ALGORITHMS = ("lda", "meta-lda", "elda")
 #: problem families of the experiment
 PROBLEMS = ("tv-mri", "cnn-mri")
 
-#: LDA Thm 3.5 reference curve: delta1 = delta2 = 2 minimizes delta1 delta2 / (delta2 - 1)
-_THM35_DELTA = 2.0
 
 
 def _geom(hi: float, lo: float, n: int) -> tuple[float, ...]:
@@ -156,21 +153,21 @@ class ComplexityConfig:
         if self.weight is None:
             object.__setattr__(self, "weight", DEFAULT_WEIGHTS[self.problem])
         object.__setattr__(self, "eps_tols", _check_grid(self.eps_tols))
-        # bad settings are ValueErrors whatever their kind (the CLI contract)
-        integer("size", self.size, 8, kind_error=ValueError)
-        real("ratio", self.ratio, 0.0, 1.0, hi_open=False, kind_error=ValueError)
-        integer("mask_seed", self.mask_seed, 0, kind_error=ValueError)
-        real("noise", self.noise, 0.0, lo_open=False, kind_error=ValueError)
-        integer("noise_seed", self.noise_seed, 0, kind_error=ValueError)
-        real("weight", self.weight, 0.0, kind_error=ValueError)
-        integer("cnn_width", self.cnn_width, 1, kind_error=ValueError)
-        integer("cnn_depth", self.cnn_depth, 1, kind_error=ValueError)
-        real("cnn_delta", self.cnn_delta, 0.0, kind_error=ValueError)
-        integer("cnn_seed", self.cnn_seed, 0, kind_error=ValueError)
-        integer("max_iter", self.max_iter, 1, kind_error=ValueError)
-        integer("n_boot", self.n_boot, 100, kind_error=ValueError)
-        integer("seed", self.seed, 0, kind_error=ValueError)
-        flag("separate_runs", self.separate_runs)
+        _int("size", self.size, 8)
+        _real("ratio", self.ratio, 0.0, 1.0, hi_closed=True)
+        _int("mask_seed", self.mask_seed, 0)
+        _real("noise", self.noise, 0.0, None, lo_closed=True)
+        _int("noise_seed", self.noise_seed, 0)
+        _real("weight", self.weight, 0.0, None)
+        _int("cnn_width", self.cnn_width, 1)
+        _int("cnn_depth", self.cnn_depth, 1)
+        _real("cnn_delta", self.cnn_delta, 0.0, None)
+        _int("cnn_seed", self.cnn_seed, 0)
+        _int("max_iter", self.max_iter, 1)
+        _int("n_boot", self.n_boot, 100)
+        _int("seed", self.seed, 0)
+        if not isinstance(self.separate_runs, bool):
+            raise TypeError(f"separate_runs must be a bool; got {self.separate_runs!r}")
         if not isinstance(self.solver, dict):
             raise TypeError(
                 f"solver must be a dict of solver fields; got {type(self.solver).__name__}"
@@ -227,6 +224,37 @@ class ComplexityConfig:
         return d
 
 
+def _int(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
+    return int(v)
+
+
+def _real(
+    name: str,
+    v: Any,
+    lo: float | None,
+    hi: float | None,
+    *,
+    lo_closed: bool = False,
+    hi_closed: bool = False,
+) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number; got {v!r}") from None
+    ok = math.isfinite(x)
+    if lo is not None:
+        ok = ok and (x >= lo if lo_closed else x > lo)
+    if hi is not None:
+        ok = ok and (x <= hi if hi_closed else x < hi)
+    if not ok:
+        lb, rb = "[" if lo_closed else "(", "]" if hi_closed else ")"
+        rng = f"{lb}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{rb}"
+        raise ValueError(f"{name} must be in {rng}; got {v!r}")
+    return x
+
+
 def _check_grid(eps_tols: Any) -> tuple[float, ...]:
     """At least 6 distinct finite positive values spanning at least 2 decades, sorted
     decreasing."""
@@ -254,28 +282,33 @@ def _check_grid(eps_tols: Any) -> tuple[float, ...]:
 def build_problem(config: ComplexityConfig):
     """``(problem, x0, info)``: the MRI problem of ``config`` in complex128.
 
-    ``x_true`` is the Shepp-Logan phantom (``lda_opt.data.mri.shepp_logan``), measured by the
-    :class:`~lda_opt.tasks.MRITask` with a radial mask: ``A = P F``, ``y = A x_true + noise``
-    (the ``"kspace-pairs"`` model of :mod:`lda_opt.tasks.noise`: on the mask only, real and
-    imaginary parts each of standard deviation ``noise / sqrt(2)``, seeded by ``noise_seed``),
+    ``x_true`` is the Shepp-Logan phantom (``lda_opt.data.mri.shepp_logan``), ``A = P F`` with
+    a radial mask (``lda_opt.data.masks.radial``), ``y = A x_true + noise`` (on the mask only),
     and ``x0 = A^H y`` (the zero-filled reconstruction).
     """
-    from . import features
-    from .data import mri
-    from .tasks import MRITask
+    from . import features, operators
+    from .data import masks, mri
+    from .problem import LeastSquares, Problem
 
     n = config.size
-    task = MRITask(config.ratio, mask="radial", mask_seed=config.mask_seed, shape=(n, n), noise=config.noise,
-                   noise_seed=config.noise_seed, noise_model="kspace-pairs")
-    m = task.measure(mri.shepp_logan(n, dtype=torch.complex128))
-    x_true, x0 = m.truth, m.x0
+    x_true = mri.shepp_logan(n, dtype=torch.complex128)
+    mask = masks.radial((n, n), config.ratio, seed=config.mask_seed, dtype=torch.float64)
+    A = operators.MRI(mask)
+    y = A(x_true)
+    if config.noise > 0:
+        g = torch.Generator().manual_seed(config.noise_seed)
+        w = torch.randn((*y.shape, 2), generator=g, dtype=torch.float64) * (
+            config.noise / math.sqrt(2)
+        )
+        y = y + mask * torch.view_as_complex(w)
+    x0 = A.H(y)
     info: dict[str, Any] = {
         "image": "shepp_logan",
         "shape": list(x_true.shape),
         "dtype": "complex128",
         "operator": "MRI (P F, orthonormal FFT)",
         "mask": "radial",
-        "sampling_ratio": m.operator.sampling_ratio,
+        "sampling_ratio": float(mask.mean()),
         "x0": "zero-filled A^H y",
     }
     if config.problem == "tv-mri":
@@ -298,7 +331,8 @@ def build_problem(config: ComplexityConfig):
             f"delta={config.cnn_delta}, Xavier seed {config.cnn_seed})"
         )
         info["parameters"] = count_parameters(q)
-    return m.problem(q, config.weight), x0, info
+    problem = Problem(LeastSquares(A, y), q, config.weight)
+    return problem, x0, info
 
 
 # ---------------------------------------------------------------------------------------
@@ -389,8 +423,8 @@ def fit_exponent(
         raise ValueError("eps_tols must hold at least 2 distinct positive finite values")
     if not np.all(N > 0) or not np.all(np.isfinite(N)):
         raise ValueError(f"iterations must be positive and finite; got {N.tolist()}")
-    integer("n_boot", n_boot, 1, kind_error=ValueError)
-    real("level", level, 0.0, 1.0, kind_error=ValueError)
+    _int("n_boot", n_boot, 1)
+    _real("level", level, 0.0, 1.0)
     y = np.log(N)
     b, a = _ols(x, y)
     resid = y - (a + b * x)
@@ -429,7 +463,9 @@ def fit_exponent(
 def bound_curves(
     solver, constants: dict[str, Any], phi_x0: float, phi_star: float, kappa: float
 ) -> dict[str, Callable]:
-    """Certified bounds of ``solver`` from :mod:`lda_opt.bounds`, as functions:
+    """Certified bounds of ``solver`` from :mod:`lda_opt.bounds`, as functions, from the
+    solver's declared curves (``solver.theory().curves``, a
+    :class:`~lda_opt.algorithms.theory.BoundCurves`):
 
     * ``segment(l)``: bound on the length of segment ``l`` (``t_{l+1} - t_l``);
     * ``total(eps_tol)``: bound on ``N(eps_tol)``: ELDA's closed form (4.28); for LDA and
@@ -446,100 +482,33 @@ def bound_curves(
     :func:`~lda_opt.bounds.metalda_min_step` (sharp threshold; ``a = 1/c``, ``rho = shrink``
     for LDA) and the numerator ``phi(x0) + kappa m eps0 - phi*``, which bounds
     ``phi_{eps_l}(x_{t_l+1}) - phi* + kappa m eps_l`` by the monotone chain (LDA (24), meta-LDA
-    Lemma A4 corrected).
+    Lemma A4 corrected) (:class:`~lda_opt.algorithms.meta_lda.LemmaA3`).  A solver that
+    declares no curves raises ``ValueError``.
     """
+    from .algorithms.theory import BoundContext
+    from .checks.engine import theory_of
+
+    curves = theory_of(solver).curves
+    if curves is None:
+        raise ValueError(
+            f"solver {getattr(solver, 'name', type(solver).__name__)!r} declares no "
+            "iteration-complexity bound"
+        )
     L_f, M, L_g, m = (
         float(constants["L_f"]),
         float(constants["M"]),
         float(constants["L_g"]),
         int(constants["m"]),
     )
-    eps0, sigma, gamma = float(solver.eps0), float(solver.sigma), float(solver.gamma)
-    out: dict[str, Any] = {}
-    if solver.name == "elda":
-        C1, C2 = bounds.elda_segment_constants(
-            L_f,
-            L_g,
-            M,
-            m,
-            phi_x0,
-            phi_star,
-            eps0,
-            sigma,
-            solver.eta1,
-            solver.eta2,
-            solver.eta3,
-            solver.rho,
-            solver.alpha_bar,
-            kappa,
-        )
-        out["segment"] = lambda l: bounds.elda_segment_bound(l, C1, C2, gamma)
-        out["total"] = lambda t: bounds.elda_total_bound(t, C1, C2, sigma, eps0, gamma)
-        out["total_sum"] = lambda t: bounds.elda_total_bound_sum(
-            bounds.num_reductions(eps0, t, sigma, gamma), C1, C2, gamma
-        )
-        out["equation"] = "ELDA Thm 4.6 (4.27)-(4.28), explicit C1, C2 (theory/elda.md)"
-        out["label"] = "ELDA (4.28)"
-        out["segment_label"] = "1 + C1 g^(-3l-2) + C2 g^(-2l-2), ELDA (4.27)"
-        out["constants"] = {"C1": C1, "C2": C2}
-        return out
-    if solver.name == "lda":
-        a, rho, L_of = 1.0 / float(solver.c), float(solver.shrink), _lipschitz_huber
-        out["equation"] = (
-            "1 + meta-LDA Lemma A3 per segment, a = 1/c (LDA Sec. 4.3.3 "
-            "backtracking, theory/lda.md); summed over segments"
-        )
-    else:
-        a, rho, L_of = float(solver.a), float(solver.rho), _lipschitz_sqrt
-        out["equation"] = "1 + meta-LDA Lemma A3 (corrected) per segment; summed over segments"
-    out["label"] = "sum of 1 + Lemma A3"
-    out["segment_label"] = "1 + meta-LDA Lemma A3 (fixed-eps bound)"
-    alpha0 = float(solver.alpha)
-    Q = phi_x0 + kappa * m * eps0  # >= phi_{eps_l}(x_{t_l+1}) + kappa m eps_l
-
-    def segment(l: int) -> float:
-        eps = eps0 * gamma**l
-        L = L_of(L_f, L_g, M, m, eps, kappa)
-        delta = L * bounds.metalda_min_step(alpha0, L, a, rho, sharp=True)
-        eta = sigma * gamma * eps
-        return 1.0 + bounds.metalda_fixed_eps_iterations(
-            L, a, delta, eta, Q - kappa * m * eps, phi_star, m, eps, kappa
-        )
-
-    def total_sum(t: float) -> float:
-        ell = bounds.num_reductions(eps0, t, sigma, gamma)
-        return math.fsum(segment(l) for l in range(ell))
-
-    out["segment"] = segment
-    out["total"] = total_sum
-    out["total_sum"] = total_sum
-    out["constants"] = {"a": a, "rho": rho, "alpha0": alpha0, "numerator": Q - phi_star}
-    if solver.name == "lda":
-        c1, c2 = bounds.lda_segment_constants(
-            _THM35_DELTA, _THM35_DELTA, L_f, L_g, M, m, phi_x0, phi_star, eps0, sigma, gamma, kappa
-        )
-        out["reference_segment"] = lambda l: bounds.lda_segment_bound(l, c1, c2, gamma)
-        out["reference_total"] = lambda t: bounds.lda_total_bound(t, c1, c2, sigma, eps0, gamma)
-        out["reference_equation"] = (
-            "LDA Thm 3.5 (27)-(29) corrected, delta1 = delta2 = 2: assumes alpha_k in "
-            "[1/(delta1 L_eps), 1/(delta2 L_eps)], which backtracking does not enforce; "
-            "reference only, not a bound for this run"
-        )
-        out["reference_constants"] = {
-            "c1": c1,
-            "c2": c2,
-            "delta1": _THM35_DELTA,
-            "delta2": _THM35_DELTA,
-        }
-    return out
-
-
-def _lipschitz_huber(L_f, L_g, M, m, eps, kappa):
-    return bounds.lipschitz_huber(L_f, L_g, M, m, eps, kappa)
-
-
-def _lipschitz_sqrt(L_f, L_g, M, m, eps, kappa):
-    return bounds.lipschitz_sqrt(L_f, L_g, M, m, eps, kappa, sharp=True)
+    kind = solver.smoothing.name
+    ctx = BoundContext(
+        L_f=L_f, M=M, L_g=L_g, m=m, kappa=kappa, phi_x0=phi_x0, phi_star=phi_star,
+        eps0=float(solver.eps0), sigma=float(solver.sigma), gamma=float(solver.gamma),
+        eps_tol=float(solver.eps_tol),
+        L=lambda eps: bounds.lipschitz_eps(kind, L_f, L_g, M, m, eps, kappa),
+        gap=lambda eps: bounds.smoothing_gap(kind, m, eps, kappa),
+    )
+    return curves(ctx).as_dict()
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,10 +11,15 @@ r"""Baselines of LDA Sec. 4.3.1: GD (the v-step only) and AGD (inertial).
   documented safeguard; without it a fixed step diverges once ``alpha > 2/L_eps``).
   With ``linesearch=False`` the inertial step is taken with the given ``alpha`` and ``theta``
   (AGD-Net: learned per phase through ``overrides``; no safeguard, no theory).
+
+GD's theory is LDA's (:meth:`~lda_opt.algorithms.lda.LDABacktracking.theory`).  AGD's
+:meth:`AGD.theory` declares only its decrease rule (with ``linesearch=True``): the inertial
+step has no line-search, segment or complexity bound.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +35,15 @@ from .base import (
     accept,
     per_sample,
 )
-from .lda import LDABacktracking, initial_alpha_aux, lda_v_search, warm_start_aux
+from .lda import (
+    LABELS,
+    LDABacktracking,
+    backtracking_rule,
+    initial_alpha_aux,
+    lda_v_search,
+    warm_start_aux,
+)
+from .theory import Inequality, Theory, holds, phi_eps_scale
 
 __all__ = ["AGD", "GD"]
 
@@ -70,13 +83,26 @@ class AGD(LDABacktracking):
     def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
         return {"x_prev": point.x.detach().clone()}
 
+    def theory(self) -> Theory:
+        """With ``linesearch=True`` every move satisfies LDA's rule ``dphi <= -c ||x_{k+1} -
+        x_k||^2`` (so descent); with ``linesearch=False`` nothing is guaranteed.  No bounds."""
+        rule = "AGD rule (LDA Sec. 4.3.3)"
+        labels = dataclasses.replace(LABELS, descent=rule)
+        no_bounds = "linesearch-bound, segment-bound, total-bound: AGD has no bound"
+        if not self.linesearch:
+            return Theory(labels, descent=False, no_bounds=no_bounds, notes=(
+                "descent, sufficient-decrease, bounds: AGD with linesearch=False has no theory",))
+        return Theory(labels, no_bounds=no_bounds, decrease=(Inequality(
+            "phi_eps(x_{k+1}) - phi_eps(x_k) <= -c||x_{k+1} - x_k||^2", rule, (0, 1),
+            lambda r: backtracking_rule(r.phi_eps, r.phi_eps_prev, r.d2, self.c), phi_eps_scale),))
+
     def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
         x, eps = state.point, state.eps
         b = eps.shape[0]
         cnt = Counter(b, eps.device)
         P = lambda n: self.param(n, b, eps, overrides)
         alpha, c = P("alpha"), P("c")
-        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2
+        rule = lambda pv, px, d2, e, rows: holds(backtracking_rule(pv, px, d2, c[rows]))
         if not self.linesearch:  # AGD-Net: the fixed (learned) step, always taken
             rule = lambda pv, px, d2, e, rows: torch.ones_like(pv, dtype=torch.bool)
         search = Backtracking(self.shrink, self.max_linesearch if self.linesearch else 1)

@@ -20,14 +20,23 @@ theory (Sec. 3.2); the default ``tau=None`` takes ``tau_k = alpha_k`` (the limit
 ``beta_k -> infinity`` of ``tau_k = alpha_k beta_k / (alpha_k + beta_k)``), so that ``u`` uses
 the step the line search certified for ``v``.  Defaults follow Sec. 4.3.3: ``eps0 = 1.4e-3``, ``sigma = 1e3``,
 ``gamma = 0.9``, ``eps_tol = 1.5e-5``.  See ``theory/lda.md``.
+
+The backtracking rule is :func:`backtracking_rule`, shared by the search and by
+:meth:`LDABacktracking.theory` (what :mod:`lda_opt.checks` re-checks on a trace).  The theory
+of LDA, GD and AGD's search is LDA's: with backtracking, meta-LDA's Lemma A3 with ``a = 1/c``
+(:class:`~lda_opt.algorithms.meta_lda.LemmaA3`); with a fixed step, Lemma 3.3 and Thm 3.5
+(27)-(29) when ``alpha L_eps < 1``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
+from .. import bounds
 from .._validate import flag, real
 from .base import (
     Backtracking,
@@ -39,8 +48,66 @@ from .base import (
     accept,
     u_candidate,
 )
+from .meta_lda import LemmaA3
+from .theory import (
+    BoundContext,
+    BoundCurves,
+    BoundGroup,
+    ClosedBound,
+    Inequality,
+    Labels,
+    ReferenceCurves,
+    SegmentBound,
+    Theory,
+    TotalBound,
+    holds,
+    phi_eps_scale,
+)
 
-__all__ = ["LDA", "LDABacktracking", "lda_v_search", "warm_start_aux"]
+__all__ = [
+    "LABELS",
+    "LDA",
+    "LDABacktracking",
+    "backtracking_rule",
+    "descent_lemma",
+    "lda_v_search",
+    "u_decrease",
+    "warm_start_aux",
+]
+
+#: equations of the invariants every algorithm shares (lda_opt.checks)
+LABELS = Labels(
+    descent="LDA (21)",
+    monotone="LDA (24), Lemma 3.4",
+    reduction="LDA Alg. 1 line 7",
+    sandwich="LDA (6)",
+    termination="LDA Alg. 1 line 8",
+    certificate="LDA Thm 3.6",
+)
+#: LDA Thm 3.5 reference curve: delta1 = delta2 = 2 minimizes delta1 delta2 / (delta2 - 1)
+THM35_DELTA = 2.0
+
+
+def backtracking_rule(phi_v, phi_x, d2, c):
+    """Sec. 4.3.3: ``phi_eps(v) - phi_eps(x_k) <= -c ||v - x_k||^2`` (``d2 = ||v - x_k||^2``),
+    as ``(lhs, rhs)``."""
+    return phi_v - phi_x, -c * d2
+
+
+def u_decrease(phi_u, phi_x, step, grad_norm_prev, c):
+    """(15) with Sec. 4.3.3 on a u-row: ``phi_eps(u) <= phi_eps(v) <= phi_eps(x_k) - c
+    (alpha_k ||grad phi_eps(x_k)||)^2``, because ``v = x_k - alpha_k grad phi_eps(x_k)`` (not
+    recorded) passed the rule with the accepted ``alpha_k``; as ``(lhs, rhs)``."""
+    dv = step * grad_norm_prev
+    return phi_u - phi_x, -c * dv * dv
+
+
+def descent_lemma(phi_new, phi_x, alpha, grad_norm_prev, L):
+    """(15), (19)-(20) with the exact inner product, for a fixed step ``alpha``:
+    ``phi_eps(x_{k+1}) - phi_eps(x_k) <= (-1/alpha + L_eps/2) (alpha ||grad phi_eps(x_k)||)^2``,
+    as ``(lhs, rhs)``."""
+    dv = alpha * grad_norm_prev
+    return phi_new - phi_x, (-1.0 / alpha + L / 2) * dv * dv
 
 
 def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: dict | None):
@@ -52,7 +119,7 @@ def lda_v_search(solver, oracle: Oracle, state: State, cnt: Counter, overrides: 
     alpha = solver.param("alpha", b, eps, overrides)
     if solver.linesearch:
         c = solver.param("c", b, eps, overrides)
-        rule = lambda pv, px, d2, e, rows: pv - px <= -c[rows] * d2
+        rule = lambda pv, px, d2, e, rows: holds(backtracking_rule(pv, px, d2, c[rows]))
         if solver.warm_start and "alpha_prev" in state.aux:
             alpha = torch.minimum(alpha, state.aux["alpha_prev"] / solver.shrink)
         return Backtracking(solver.shrink, solver.max_linesearch).search(oracle, x, eps, everyone, alpha, rule, cnt)
@@ -103,6 +170,111 @@ class LDABacktracking(Solver):
         real("shrink", self.shrink, 0, 1)
         for n in ("linesearch", "warm_start"):
             flag(n, getattr(self, n, False))
+
+    # -- theory (theory/lda.md) ------------------------------------------------------------
+    def theory(self) -> Theory:
+        """With backtracking: the rule on v-rows, (15) on u-rows, meta-LDA Lemma A3 with
+        ``a = 1/c`` for the search and the segments.  With a fixed step: the descent lemma
+        (when ``alpha L_eps < 2``), Lemma 3.3 per segment and Thm 3.5 (27)-(29).  The
+        complexity curves are Lemma A3's, with Thm 3.5 as a reference, in either case."""
+        a3 = self._lemma_a3()
+        if not self.linesearch:
+            alpha = float(self.alpha)
+            return Theory(
+                LABELS,
+                decrease=(Inequality(
+                    "phi_eps(x_{k+1}) - phi_eps(x_k) <= (-1/alpha + L_eps/2)(alpha ||grad phi_eps(x_k)||)^2",
+                    "LDA (15), (19)-(20)", (0, 1),
+                    lambda r: descent_lemma(r.phi_eps, r.phi_eps_prev, alpha, r.grad_norm_prev, r.L),
+                    phi_eps_scale, uses_constants=True),),
+                descent=lambda L: alpha * L < 2.0,
+                descent_note="descent: a fixed LDA/GD step needs the constants (alpha L_eps < 2)",
+                bounds=self._fixed_step_bounds,
+                curves=self._curves,
+            )
+        return Theory(
+            LABELS,
+            decrease=(
+                Inequality("phi_eps(v) - phi_eps(x_k) <= -c||v - x_k||^2", "LDA Sec. 4.3.3", (1,),
+                           lambda r: backtracking_rule(r.phi_eps, r.phi_eps_prev, r.d2, self.c),
+                           phi_eps_scale),
+                Inequality(
+                    "phi_eps(u) <= phi_eps(v) <= phi_eps(x_k) - c (alpha_k ||grad phi_eps(x_k)||)^2",
+                    "LDA (15) + Sec. 4.3.3", (0,),
+                    lambda r: u_decrease(r.phi_eps, r.phi_eps_prev, r.step, r.grad_norm_prev, self.c),
+                    phi_eps_scale),
+            ),
+            # the accepted alpha_k is shared by u and v: its bound holds on both branches
+            linesearch=a3.linesearch("LDA Sec. 4.3.3 via Lemma A3", (0, 1),
+                                     warm=bool(getattr(self, "warm_start", False))),
+            bounds=a3.bounds("LDA Sec. 4.3.3 via meta-LDA Lemma A3"),
+            curves=self._curves,
+        )
+
+    def _lemma_a3(self) -> LemmaA3:
+        """The backtracking rule is (A7) with ``a = 1/c``, ``rho = shrink`` (theory/lda.md)."""
+        return LemmaA3(float(self.alpha), 1.0 / float(self.c), float(self.shrink))
+
+    def _fixed_step_bounds(self, ctx: BoundContext) -> Iterator[BoundGroup]:
+        """``1 +`` Lemma 3.3 per segment with ``delta1 = delta2 = 1/(alpha L_eps)``; then,
+        when ``alpha L_eps < 1`` on every segment (Thm 3.5's range), (27)-(29) corrected with
+        ``delta1 = 1/(alpha L_{eps_0})``, ``delta2 = 1/(alpha L_{eps_min})``."""
+        alpha = float(self.alpha)
+
+        def applies(seg) -> str | None:
+            dl = 1.0 / (alpha * ctx.L(seg.eps))
+            if dl > 1.0:
+                return None
+            return (f"segment-bound: alpha L_eps = {1 / dl:.3g} >= 1 at eps = {seg.eps:.3g}, "
+                    "outside LDA Thm 3.5's step range")
+
+        def lemma33(seg) -> float:
+            dl = 1.0 / (alpha * ctx.L(seg.eps))
+            eta = ctx.sigma * ctx.gamma * seg.eps
+            return 1.0 + bounds.lda_fixed_eps_iterations(
+                ctx.L(seg.eps), eta, max(seg.start, ctx.phi_star), ctx.phi_star, ctx.m, seg.eps,
+                dl, dl, ctx.kappa)
+
+        yield BoundGroup(SegmentBound("1 + Lemma 3.3 bound", "LDA Lemma 3.3 (+1)", lemma33, applies))
+        eps0, eps_min = ctx.eps0, ctx.segments[-1].eps
+        d1, d2 = 1.0 / (alpha * ctx.L(eps0)), 1.0 / (alpha * ctx.L(eps_min))
+        c1, c2 = bounds.lda_segment_constants(
+            d1, d2, ctx.L_f, ctx.L_g, ctx.M, ctx.m, ctx.phi_x0, ctx.phi_star, eps0, ctx.sigma,
+            ctx.gamma, ctx.kappa)
+        g = ctx.gamma
+        yield BoundGroup(
+            SegmentBound("1 + c1 gamma^(-2l) + c2 gamma^(-3l)", "LDA (27)-(28) corrected",
+                         lambda seg: bounds.lda_segment_bound(seg.index, c1, c2, g)),
+            TotalBound("iterations up to the last reduction <= sum of (27)", "LDA (29) corrected",
+                       lambda done: bounds.lda_total_bound_sum(len(done), c1, c2, g)),
+            ClosedBound("iterations <= closed form (29) in eps_tol", "LDA (29) corrected",
+                        bounds.lda_total_bound(ctx.eps_tol, c1, c2, ctx.sigma, eps0, g)),
+        )
+
+    def _curves(self, ctx: BoundContext) -> BoundCurves:
+        """``1 +`` Lemma A3 per segment, summed (valid for backtracking), with Thm 3.5
+        (27)/(29) corrected at ``delta1 = delta2 = 2`` as a reference that assumes step sizes
+        in ``[1/(delta1 L_eps), 1/(delta2 L_eps)]``."""
+        curves = self._lemma_a3().curves(
+            ctx,
+            "1 + meta-LDA Lemma A3 per segment, a = 1/c (LDA Sec. 4.3.3 "
+            "backtracking, theory/lda.md); summed over segments",
+        )
+        c1, c2 = bounds.lda_segment_constants(
+            THM35_DELTA, THM35_DELTA, ctx.L_f, ctx.L_g, ctx.M, ctx.m, ctx.phi_x0, ctx.phi_star,
+            ctx.eps0, ctx.sigma, ctx.gamma, ctx.kappa)
+        eps0, sigma, g = ctx.eps0, ctx.sigma, ctx.gamma
+        reference = ReferenceCurves(
+            segment=lambda l: bounds.lda_segment_bound(l, c1, c2, g),
+            total=lambda t: bounds.lda_total_bound(t, c1, c2, sigma, eps0, g),
+            equation=(
+                "LDA Thm 3.5 (27)-(29) corrected, delta1 = delta2 = 2: assumes alpha_k in "
+                "[1/(delta1 L_eps), 1/(delta2 L_eps)], which backtracking does not enforce; "
+                "reference only, not a bound for this run"
+            ),
+            constants={"c1": c1, "c2": c2, "delta1": THM35_DELTA, "delta2": THM35_DELTA},
+        )
+        return dataclasses.replace(curves, reference=reference)
 
 
 @dataclass(kw_only=True)
