@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from . import bounds
+from ._validate import flag, integer, real
 
 __all__ = [
     "ALGORITHMS",
@@ -153,21 +154,21 @@ class ComplexityConfig:
         if self.weight is None:
             object.__setattr__(self, "weight", DEFAULT_WEIGHTS[self.problem])
         object.__setattr__(self, "eps_tols", _check_grid(self.eps_tols))
-        _int("size", self.size, 8)
-        _real("ratio", self.ratio, 0.0, 1.0, hi_closed=True)
-        _int("mask_seed", self.mask_seed, 0)
-        _real("noise", self.noise, 0.0, None, lo_closed=True)
-        _int("noise_seed", self.noise_seed, 0)
-        _real("weight", self.weight, 0.0, None)
-        _int("cnn_width", self.cnn_width, 1)
-        _int("cnn_depth", self.cnn_depth, 1)
-        _real("cnn_delta", self.cnn_delta, 0.0, None)
-        _int("cnn_seed", self.cnn_seed, 0)
-        _int("max_iter", self.max_iter, 1)
-        _int("n_boot", self.n_boot, 100)
-        _int("seed", self.seed, 0)
-        if not isinstance(self.separate_runs, bool):
-            raise TypeError(f"separate_runs must be a bool; got {self.separate_runs!r}")
+        # bad settings are ValueErrors whatever their kind (the CLI contract)
+        integer("size", self.size, 8, kind_error=ValueError)
+        real("ratio", self.ratio, 0.0, 1.0, hi_open=False, kind_error=ValueError)
+        integer("mask_seed", self.mask_seed, 0, kind_error=ValueError)
+        real("noise", self.noise, 0.0, lo_open=False, kind_error=ValueError)
+        integer("noise_seed", self.noise_seed, 0, kind_error=ValueError)
+        real("weight", self.weight, 0.0, kind_error=ValueError)
+        integer("cnn_width", self.cnn_width, 1, kind_error=ValueError)
+        integer("cnn_depth", self.cnn_depth, 1, kind_error=ValueError)
+        real("cnn_delta", self.cnn_delta, 0.0, kind_error=ValueError)
+        integer("cnn_seed", self.cnn_seed, 0, kind_error=ValueError)
+        integer("max_iter", self.max_iter, 1, kind_error=ValueError)
+        integer("n_boot", self.n_boot, 100, kind_error=ValueError)
+        integer("seed", self.seed, 0, kind_error=ValueError)
+        flag("separate_runs", self.separate_runs)
         if not isinstance(self.solver, dict):
             raise TypeError(
                 f"solver must be a dict of solver fields; got {type(self.solver).__name__}"
@@ -224,37 +225,6 @@ class ComplexityConfig:
         return d
 
 
-def _int(name: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
-    return int(v)
-
-
-def _real(
-    name: str,
-    v: Any,
-    lo: float | None,
-    hi: float | None,
-    *,
-    lo_closed: bool = False,
-    hi_closed: bool = False,
-) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number; got {v!r}") from None
-    ok = math.isfinite(x)
-    if lo is not None:
-        ok = ok and (x >= lo if lo_closed else x > lo)
-    if hi is not None:
-        ok = ok and (x <= hi if hi_closed else x < hi)
-    if not ok:
-        lb, rb = "[" if lo_closed else "(", "]" if hi_closed else ")"
-        rng = f"{lb}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{rb}"
-        raise ValueError(f"{name} must be in {rng}; got {v!r}")
-    return x
-
-
 def _check_grid(eps_tols: Any) -> tuple[float, ...]:
     """At least 6 distinct finite positive values spanning at least 2 decades, sorted
     decreasing."""
@@ -282,33 +252,28 @@ def _check_grid(eps_tols: Any) -> tuple[float, ...]:
 def build_problem(config: ComplexityConfig):
     """``(problem, x0, info)``: the MRI problem of ``config`` in complex128.
 
-    ``x_true`` is the Shepp-Logan phantom (``lda_opt.data.mri.shepp_logan``), ``A = P F`` with
-    a radial mask (``lda_opt.data.masks.radial``), ``y = A x_true + noise`` (on the mask only),
+    ``x_true`` is the Shepp-Logan phantom (``lda_opt.data.mri.shepp_logan``), measured by the
+    :class:`~lda_opt.tasks.MRITask` with a radial mask: ``A = P F``, ``y = A x_true + noise``
+    (the ``"kspace-pairs"`` model of :mod:`lda_opt.tasks.noise`: on the mask only, real and
+    imaginary parts each of standard deviation ``noise / sqrt(2)``, seeded by ``noise_seed``),
     and ``x0 = A^H y`` (the zero-filled reconstruction).
     """
-    from . import features, operators
-    from .data import masks, mri
-    from .problem import LeastSquares, Problem
+    from . import features
+    from .data import mri
+    from .tasks import MRITask
 
     n = config.size
-    x_true = mri.shepp_logan(n, dtype=torch.complex128)
-    mask = masks.radial((n, n), config.ratio, seed=config.mask_seed, dtype=torch.float64)
-    A = operators.MRI(mask)
-    y = A(x_true)
-    if config.noise > 0:
-        g = torch.Generator().manual_seed(config.noise_seed)
-        w = torch.randn((*y.shape, 2), generator=g, dtype=torch.float64) * (
-            config.noise / math.sqrt(2)
-        )
-        y = y + mask * torch.view_as_complex(w)
-    x0 = A.H(y)
+    task = MRITask(config.ratio, mask="radial", mask_seed=config.mask_seed, shape=(n, n), noise=config.noise,
+                   noise_seed=config.noise_seed, noise_model="kspace-pairs")
+    m = task.measure(mri.shepp_logan(n, dtype=torch.complex128))
+    x_true, x0 = m.truth, m.x0
     info: dict[str, Any] = {
         "image": "shepp_logan",
         "shape": list(x_true.shape),
         "dtype": "complex128",
         "operator": "MRI (P F, orthonormal FFT)",
         "mask": "radial",
-        "sampling_ratio": float(mask.mean()),
+        "sampling_ratio": m.operator.sampling_ratio,
         "x0": "zero-filled A^H y",
     }
     if config.problem == "tv-mri":
@@ -331,8 +296,7 @@ def build_problem(config: ComplexityConfig):
             f"delta={config.cnn_delta}, Xavier seed {config.cnn_seed})"
         )
         info["parameters"] = count_parameters(q)
-    problem = Problem(LeastSquares(A, y), q, config.weight)
-    return problem, x0, info
+    return m.problem(q, config.weight), x0, info
 
 
 # ---------------------------------------------------------------------------------------
@@ -423,8 +387,8 @@ def fit_exponent(
         raise ValueError("eps_tols must hold at least 2 distinct positive finite values")
     if not np.all(N > 0) or not np.all(np.isfinite(N)):
         raise ValueError(f"iterations must be positive and finite; got {N.tolist()}")
-    _int("n_boot", n_boot, 1)
-    _real("level", level, 0.0, 1.0)
+    integer("n_boot", n_boot, 1, kind_error=ValueError)
+    real("level", level, 0.0, 1.0, kind_error=ValueError)
     y = np.log(N)
     b, a = _ols(x, y)
     resid = y - (a + b * x)
