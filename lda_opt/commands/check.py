@@ -17,12 +17,15 @@ import json
 import math
 from pathlib import Path
 
+from .._validate import real
 from ..checks import Report, check_trace
 from ..trace import Trace
 
 __all__ = ["add_arguments", "load_run", "run"]
 
 _REQUIRED = ("solver", "problem", "reason")
+#: the dtypes a solve run records (``result.json["problem"]["dtype"]``)
+_DTYPES = ("float32", "float64", "complex64", "complex128")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +93,8 @@ def load_run(directory: str | Path) -> dict:
     m = _need(prob, "m", f"{rpath} 'problem'")
     kappa = _need(prob, "weight", f"{rpath} 'problem'")
     dtype = prob.get("dtype", "float64") if isinstance(prob, dict) else "float64"
+    if dtype not in _DTYPES:
+        raise ValueError(f"{rpath}: problem 'dtype' must be one of {', '.join(_DTYPES)}; got {dtype!r}")
     smoothing = prob.get("smoothing")
     if smoothing is not None and smoothing != solver.smoothing.name:
         raise ValueError(
@@ -113,6 +118,13 @@ def load_run(directory: str | Path) -> dict:
     constants = {
         k: v for k, v in constants.items() if k in ("L_f", "M", "L_g", "phi_star", "certified")
     }
+    for k in ("L_f", "M", "L_g"):
+        if constants.get(k) is not None:
+            real(f"{rpath}: constants {k!r}", constants[k], 0.0, lo_open=False, kind_error=ValueError)
+    for w in kappa if isinstance(kappa, list) else [kappa]:
+        real(f"{rpath}: problem 'weight'", w, 0.0, kind_error=ValueError)
+    if isinstance(kappa, list) and len(kappa) != len(reasons):
+        raise ValueError(f"{rpath}: problem 'weight' has {len(kappa)} entries for {len(reasons)} sample(s)")
     final = (per or {}).get(
         "phi_eps_final", result.get("phi_eps_final") if len(reasons) == 1 else None
     )
@@ -186,8 +198,8 @@ def _check_iterations(result: dict, per: dict | None, trace: Trace, rpath: Path,
     active = trace.as_dict()["active"]
     rows = [int(active[:, b].sum()) for b in range(trace.batch_size)]
     if rows != its:
-        raise ValueError(f"{tpath} has {rows} iteration(s) per sample but {rpath} reports {its} "
-                         "(a truncated trace, or the files of different runs)")
+        raise ValueError(f"{tpath} has {rows} iteration(s) per sample but {rpath} 'iterations' "
+                         f"says {its} (a truncated trace, or the files of different runs)")
 
 
 def _plot(report: Report, loaded: dict, path: Path) -> None:
