@@ -61,7 +61,7 @@ from .theory import (
     phi_eps_scale,
 )
 
-__all__ = ["ELDA", "LABELS", "eq_4_11", "eq_4_9a", "eq_4_9b"]
+__all__ = ["ELDA", "LABELS", "eq_4_9a", "eq_4_9b", "eq_4_11"]
 
 #: equations of the invariants every algorithm shares (lda_opt.checks)
 LABELS = Labels(

@@ -30,8 +30,8 @@ of LDA, GD and AGD's search is LDA's: with backtracking, meta-LDA's Lemma A3 wit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch

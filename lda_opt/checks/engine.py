@@ -35,12 +35,12 @@ def theory_of(solver) -> Theory:
     """The solver's declared :class:`~lda_opt.algorithms.theory.Theory` (``solver.theory()``)."""
     declare = getattr(solver, "theory", None)
     theory = declare() if callable(declare) else None
-    if not isinstance(theory, Theory):
-        raise ValueError(
-            "solver must be an lda_opt solver that declares its theory (LDA, GD, AGD, MetaLDA, "
-            f"ELDA, or a Solver subclass with a theory() method); got {type(solver).__name__}"
-        )
-    return theory
+    if isinstance(theory, Theory):
+        return theory
+    raise ValueError(
+        "solver must be an lda_opt solver that declares its theory (LDA, GD, AGD, MetaLDA, "
+        f"ELDA, or a Solver subclass with a theory() method); got {type(solver).__name__}"
+    )
 
 
 def _kappas(kappa: Any, B: int) -> list[float]:
