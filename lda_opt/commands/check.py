@@ -17,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-from .._validate import real
+from .._validate import integer, real
 from ..checks import Report, check_trace
 from ..trace import Trace
 
@@ -90,7 +90,7 @@ def load_run(directory: str | Path) -> dict:
         raise TypeError(f"{rpath}: solver params must be a JSON object")
     solver = ALGORITHMS[name].from_config(params)
     prob = result["problem"]
-    m = _need(prob, "m", f"{rpath} 'problem'")
+    m = integer(f"{rpath}: problem 'm'", _need(prob, "m", f"{rpath} 'problem'"), 1, kind_error=ValueError)
     kappa = _need(prob, "weight", f"{rpath} 'problem'")
     dtype = prob.get("dtype", "float64") if isinstance(prob, dict) else "float64"
     if dtype not in _DTYPES:

@@ -43,6 +43,7 @@ def run_dir(tmp_path_factory):
     return str(out)
 
 
+KEEP = object()  # a file left as the run wrote it
 JSON_WRONG = st.one_of(st.none(), st.booleans(), st.text(max_size=4), st.lists(st.integers(0, 2), max_size=2),
                        st.just({}), st.sampled_from([math.nan, math.inf, -1.0, 0.0]))
 
@@ -85,7 +86,7 @@ def test_check_refuses_damaged_runs(run_dir, defect, data):
         result = json.loads(Path(rpath).read_text(encoding="utf-8"))
         rows = list(csv.reader(io.StringIO(Path(tpath).read_text(encoding="utf-8"), newline="")))
         target, out, names = run, os.path.join(d, "report"), ("result.json",)
-        new_result, new_trace = None, None  # JSON-able dict / list of CSV rows / raw bytes
+        new_result = new_trace = KEEP  # JSON-able value / list of CSV rows / raw bytes
         if defect == "dir: missing":
             target, names = os.path.join(d, "nope"), ("nope", "directory")
         elif defect == "dir: a file":
@@ -121,7 +122,8 @@ def test_check_refuses_damaged_runs(run_dir, defect, data):
         elif defect == "result: weight":
             result["problem"]["weight"] = data.draw(st.one_of(
                 JSON_WRONG, st.floats(max_value=0.0, allow_nan=False), st.lists(st.floats(0.01, 1.0), min_size=2,
-                                                                                 max_size=3)))
+                                                                                 max_size=3))
+                .filter(lambda v: not _one_positive(v)))  # [kappa] is a valid weight for one sample
             new_result, names = result, ("weight", "kappa")
         elif defect == "result: solver name":
             result["solver"]["name"] = data.draw(st.one_of(
@@ -219,10 +221,10 @@ def test_check_refuses_damaged_runs(run_dir, defect, data):
                 fh.write("x\n")
             out = f if defect == "out: a file" else os.path.join(f, "report")
             names = ("out",)
-        if new_result is not None:
+        if new_result is not KEEP:
             with open(rpath, "wb") as fh:
                 fh.write(new_result if isinstance(new_result, bytes) else json.dumps(new_result).encode())
-        if new_trace is not None:
+        if new_trace is not KEEP:
             if isinstance(new_trace, bytes):
                 raw = new_trace
             else:
@@ -232,6 +234,11 @@ def test_check_refuses_damaged_runs(run_dir, defect, data):
             with open(tpath, "wb") as fh:
                 fh.write(raw)
         cli_refused(["check", target, "--quiet", "--out", out], d, *names)
+
+
+def _one_positive(v) -> bool:
+    return (isinstance(v, list) and len(v) == 1 and isinstance(v[0], (int, float)) and not isinstance(v[0], bool)
+            and math.isfinite(v[0]) and v[0] > 0)
 
 
 def _jsonable(v) -> bool:

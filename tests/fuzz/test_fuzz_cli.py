@@ -406,7 +406,7 @@ SEED, POS, NONNEG, UNIT = Range(0, integer=True), Range(0.0), Range(0.0, lo_open
 #: (section, field) -> the valid range (numbers) or the valid choices (strings)
 FIELDS = {
     ("", "seed"): SEED,
-    ("task", "ratio"): UNIT, ("task", "matrix_seed"): SEED, ("task", "init_blocks"): COUNT,
+    ("task", "ratio"): Range(0.0, 1.0, hi_open=False),  # (0, 1] for MRI (TINY's kind) ("task", "matrix_seed"): SEED, ("task", "init_blocks"): COUNT,
     ("task", "init_size"): Range(33, integer=True), ("task", "init_seed"): SEED, ("task", "mask_seed"): SEED,
     ("task", "noise"): NONNEG, ("task", "noise_seed"): SEED, ("task", "mask"): ("cartesian", "radial", "variable_density"),
     ("task", "kind"): ("block-cs", "mri"),
