@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._validate import integer, real
 from .operators import power_iteration
 
 __all__ = [  # noqa: RUF022 - grouped by paper
@@ -83,48 +84,40 @@ _CERT_INFLATE = 1e-10
 # ---------------------------------------------------------------------------------------------
 
 
+# Every bad value is a ValueError naming the parameter (the checks of lda_opt._validate with
+# kind_error=ValueError); a one-element tensor or array counts as its number, since the
+# constants are often read off a trace or a network.
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    return value
+
+
 def _num(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number (got {value!r})") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite (got {v})")
-    return v
+    return real(name, _scalar(value), kind_error=ValueError)
 
 
 def _pos(name: str, value: Any) -> float:
-    v = _num(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0 (got {v})")
-    return v
+    return real(name, _scalar(value), 0.0, kind_error=ValueError)
 
 
 def _nonneg(name: str, value: Any) -> float:
-    v = _num(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0 (got {v})")
-    return v
+    return real(name, _scalar(value), 0.0, lo_open=False, kind_error=ValueError)
 
 
 def _open01(name: str, value: Any) -> float:
-    v = _num(name, value)
-    if not 0 < v < 1:
-        raise ValueError(f"{name} must be in (0, 1) (got {v})")
-    return v
+    return real(name, _scalar(value), 0.0, 1.0, kind_error=ValueError)
 
 
 def _count(name: str, value: Any, lo: int = 0) -> int:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
+    value = _scalar(value)
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {lo} (got {value!r})")  # noqa: TRY004
-    v = int(value)
-    if v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo} (got {v})")
-    return v
+    return integer(name, value, lo, kind_error=ValueError)
 
 
 def _gap_pair(phi_x0: Any, phi_star: Any) -> tuple[float, float]:

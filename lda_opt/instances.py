@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import features as F
-from ._validate import choice, real
+from ._validate import choice, integer, real
 from .operators import MRI, Identity, Matrix
 from .problem import LeastSquares, Problem
 from .tasks import BlockCSTask, DenoiseTask, MRITask
@@ -137,8 +137,7 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
     size = _DEFAULT_SIZE[kind] if size is None else size
-    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= MAX_SIZE:
-        raise ValueError(f"size must be an integer in [4, {MAX_SIZE}]; got {size!r}")
+    size = integer("size", size, 4, MAX_SIZE, kind_error=ValueError)
     noise = real("noise", _DEFAULT_NOISE[kind] if noise is None else noise, 0, lo_open=False)
     if kind != "tv-denoise":
         ratio = real("ratio", _DEFAULT_RATIO[kind] if ratio is None else ratio, 0, 1, hi_open=False)
@@ -146,10 +145,8 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
         raise ValueError("ratio applies to --problem cs and mri only")
     if weight is None:
         weight = _DEFAULT_WEIGHT[kind]
-    if not (isinstance(weight, (int, float)) and 0 < weight < float("inf")):
-        raise ValueError(f"weight must be a finite number > 0; got {weight!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    real("weight", weight, 0, kind_error=ValueError)
+    seed = integer("seed", seed, 0, kind_error=ValueError)
     sensing_seed = seed if sensing_seed is None else sensing_seed
     device = torch.device(device)
     q = _features(regularizer) if features is None else features

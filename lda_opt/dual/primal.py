@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._validate import integer, real
+
 __all__ = [
     "INITS",
     "OPTIMIZERS",
@@ -61,15 +63,13 @@ def primal_output(Y: np.ndarray, U: np.ndarray, v: np.ndarray, lam: float) -> np
 
 
 def _check_lam(lam) -> None:
-    if not (isinstance(lam, (int, float, np.floating, np.integer)) and math.isfinite(lam)
-            and lam >= 0):
-        raise ValueError(f"lam must be a finite number >= 0; got {lam!r}")
+    """The threshold ``lam >= 0`` (ValueError for any bad value)."""
+    real("lam", lam, 0.0, lo_open=False, kind_error=ValueError)
 
 
 def _check_beta(beta) -> None:
-    if not (isinstance(beta, (int, float, np.floating, np.integer)) and math.isfinite(beta)
-            and beta > 0):
-        raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
+    """The weight-decay ``beta > 0`` (ValueError for any bad value)."""
+    real("beta", beta, 0.0, kind_error=ValueError)
 
 
 def _check_data(Y, x) -> tuple[np.ndarray, np.ndarray]:
@@ -131,20 +131,14 @@ class PrimalConfig:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.n_filters, int) and self.n_filters >= 1):
-            raise ValueError(f"n_filters must be an integer >= 1; got {self.n_filters!r}")
+        integer("n_filters", self.n_filters, 1, kind_error=ValueError)
         _check_lam(self.lam)
         _check_beta(self.beta)
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ValueError(f"epochs must be an integer >= 1; got {self.epochs!r}")
+        integer("epochs", self.epochs, 1, kind_error=ValueError)
         for name in ("lr_sgd", "lr_asgd", "lr_adam"):
-            val = getattr(self, name)
-            if not (math.isfinite(val) and val > 0):
-                raise ValueError(f"{name} must be a finite number > 0; got {val!r}")
-        if self.batch_size is not None and not (
-            isinstance(self.batch_size, int) and self.batch_size >= 1
-        ):
-            raise ValueError(f"batch_size must be None or an integer >= 1; got {self.batch_size!r}")
+            real(name, getattr(self, name), 0.0, kind_error=ValueError)
+        if self.batch_size is not None:
+            integer("batch_size", self.batch_size, 1, kind_error=ValueError)
 
     def lr(self, optimizer: str) -> float:
         _check_name("optimizer", optimizer, OPTIMIZERS)

@@ -27,11 +27,11 @@ level ``eps_0`` (log-parametrized).  The weight ``kappa`` is fixed (default 1: L
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
 
+from .._validate import integer, real
 from ..algorithms import ALGORITHMS
 from ..algorithms.base import State
 from ..nets import FeatureCNN, count_parameters
@@ -65,8 +65,7 @@ def tv_init_(features: nn.Module, noise: float = 0.0, generator: torch.Generator
     convs = list(getattr(features, "convs", []))
     if not convs or getattr(features, "width", 0) < 4:
         raise ValueError("tv_init_ needs a FeatureCNN with width >= 4")
-    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    real("noise", noise, 0.0, lo_open=False, kind_error=ValueError)
     xavier_init_(features, generator=generator)
     with torch.no_grad():
         for i, conv in enumerate(convs):
@@ -85,22 +84,6 @@ def tv_init_(features: nn.Module, noise: float = 0.0, generator: torch.Generator
                 for ch in range(4):
                     w[ch, ch, c, c] += 1.0
     return features
-
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number; got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be in (0, inf); got {value!r}")
-    return v
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
 
 
 class LDANet(nn.Module):
@@ -141,21 +124,16 @@ class LDANet(nn.Module):
         features: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        _check_int("phases", phases)
+        integer("phases", phases, 1, kind_error=ValueError)
         if algorithm not in NET_ALGORITHMS:
             raise ValueError(f"algorithm must be one of {sorted(NET_ALGORITHMS)}; got {algorithm!r}")
         self.algorithm = algorithm
         self.features = features if features is not None else FeatureCNN(
             in_channels, width, depth, kernel_size, complex, delta)
-        alpha, tau, eps0, weight = (_positive(n, v) for n, v in
-                                    (("alpha", alpha), ("tau", tau), ("eps0", eps0), ("weight", weight)))
-        theta = float(theta)
-        if not (0.0 < theta < 1.0):
-            raise ValueError(f"theta must be in (0, 1); got {theta!r}")
-        _positive("sigma", sigma)
-        if not (0.0 < float(gamma) < 1.0):
-            raise ValueError(f"gamma must be in (0, 1); got {gamma!r}")
-        self.gamma, self.sigma, self.weight = float(gamma), float(sigma), weight
+        alpha, tau, eps0, weight, sigma = (real(n, v, 0.0) for n, v in (
+            ("alpha", alpha), ("tau", tau), ("eps0", eps0), ("weight", weight), ("sigma", sigma)))
+        theta, gamma = real("theta", theta, 0.0, 1.0), real("gamma", gamma, 0.0, 1.0)
+        self.gamma, self.sigma, self.weight = gamma, sigma, weight
         init = {"alpha": math.log(alpha), "tau": math.log(tau), "theta": math.log(theta / (1 - theta))}
         for name in NET_ALGORITHMS[algorithm]:
             self.register_parameter(f"raw_{name}", nn.Parameter(torch.full((phases,), init[name])))
@@ -187,7 +165,7 @@ class LDANet(nn.Module):
     def grow(self, phases: int) -> None:
         """Add phases (stair training, LDA Sec. 4.1): the new phases start from the values of
         the last trained phase (warm start); the trained ones are kept."""
-        _check_int("phases", phases)
+        integer("phases", phases, 1, kind_error=ValueError)
         K = self.phases
         if phases < K:
             raise ValueError(f"phases must be >= the current number of phases {K}; got {phases}")
@@ -219,7 +197,7 @@ class LDANet(nn.Module):
         if problem.features is not self.features:
             raise ValueError("problem.features must be this network's feature map (use net.problem(fidelity))")
         problem.check_input(x0)
-        K = self.phases if phases is None else _check_int("phases", phases)
+        K = self.phases if phases is None else integer("phases", phases, 1, kind_error=ValueError)
         if K > self.phases:
             raise ValueError(f"phases must be <= {self.phases}; got {K}")
         solver = self.phase_solver()

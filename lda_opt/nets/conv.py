@@ -5,15 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._validate import integer
+
 __all__ = ["ComplexConv2d"]
 
 
 def _check_int(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
+    """An integer hyper-parameter ``>= minimum`` (:func:`lda_opt._validate.integer`; the
+    networks' channel, width and depth counts start at 1)."""
+    return integer(name, value, minimum)
 
 
 def _check_kernel_size(kernel_size: int) -> int:
