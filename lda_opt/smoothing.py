@@ -60,6 +60,15 @@ class Smoothing:
     gap_factor: float = 1.0
     name: str = "smoothing"
 
+    def __post_init__(self) -> None:
+        # gap_factor and name are properties of the smoothing (its sandwich inequality and
+        # the name reports and checks use), not parameters: another value would mislead
+        # every check of the gap
+        for f in ("gap_factor", "name"):
+            default = type(self).__dataclass_fields__[f].default
+            if getattr(self, f) != default or type(getattr(self, f)) is not type(default):
+                raise ValueError(f"{f} of {type(self).__name__} is fixed at {default!r}; got {getattr(self, f)!r}")
+
     def value(self, g: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
         """``r_eps`` summed over the groups, per sample: (B,)."""
         raise NotImplementedError  # pragma: no cover

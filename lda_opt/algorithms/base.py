@@ -476,8 +476,9 @@ class Solver:
         real("eps_tol", self.eps_tol, 0)
         integer("max_iter", self.max_iter, 1)
         integer("max_linesearch", self.max_linesearch, 1)
-        if not isinstance(self.smoothing, Smoothing):
-            raise TypeError(f"smoothing must be an lda_opt.smoothing.Smoothing; got {type(self.smoothing).__name__}")
+        if not isinstance(self.smoothing, Smoothing) or type(self.smoothing).value is Smoothing.value:
+            raise TypeError(f"smoothing must be an lda_opt.smoothing.Smoothing such as Huber() or Sqrt(); "
+                            f"got {type(self.smoothing).__name__}")
         if self.sigma * self.eps0 < self.eps_tol:
             raise ValueError(
                 f"sigma * eps0 = {self.sigma * self.eps0:g} is already below eps_tol = {self.eps_tol:g}: "

@@ -3,7 +3,8 @@
 Classes of bad input: hyper-parameters out of their documented range (zero and negative
 tolerances and steps, factors outside (0, 1)), NaN/Inf, the wrong kind (bool, None, str,
 complex, sequences, multi-element or complex tensors, floats for integers), inconsistent
-tolerances (``sigma * eps0 < eps_tol``), unknown keywords and smoothing names; for ``run``:
+tolerances (``sigma * eps0 < eps_tol``), unknown keywords and smoothing names, smoothings
+that are not usable (a class, a string, the abstract base, a changed ``gap_factor``/``name``); for ``run``:
 NaN/Inf and overflowing ``x0``, wrong rank/shape/batch (empty batches included), float16,
 bfloat16, integer and bool dtypes, float32 vs float64 and real vs complex mismatches, a
 non-tensor ``x0``, a non-problem, a non-callable callback, a non-bool ``progress``, a
@@ -77,7 +78,7 @@ def test_bad_hyperparameter_is_refused_naming_it(cls, name, data):
         cls(**{name: value})
 
 
-OTHER = ["flag", "smoothing", "keyword", "positional", "tolerances"]
+OTHER = ["flag", "smoothing", "smoothing fields", "keyword", "positional", "tolerances"]
 
 
 @pytest.mark.parametrize("what", OTHER)
@@ -91,10 +92,19 @@ def test_bad_flag_smoothing_keyword_or_tolerances_are_refused(what, cls, data):
         with refused(TypeError, name):
             cls(**{name: value})
     elif what in ("smoothing", "flag"):
-        value = data.draw(st.one_of(st.sampled_from([lo.Huber, lo.Sqrt, "huber", "sqrt", None, 0.5]),
+        value = data.draw(st.one_of(st.sampled_from([lo.Huber, lo.Sqrt, "huber", "sqrt", None, 0.5,
+                                                     lo.smoothing.Smoothing()]),  # (no value/dual)
                                     st.text(max_size=5)))
         with refused(TypeError, "smoothing"):
             cls(smoothing=value)
+    elif what == "smoothing fields":  # gap_factor and name are the smoothing's, not parameters
+        kind = data.draw(st.sampled_from([lo.Huber, lo.Sqrt]))
+        field = data.draw(st.sampled_from(["gap_factor", "name"]))
+        default = getattr(kind(), field)
+        value = data.draw(st.one_of(st.floats(), st.integers(), st.text(max_size=6), st.none())
+                          .filter(lambda v: not (type(v) is type(default) and v == default)))
+        with refused(ValueError, field):
+            kind(**{field: value})
     elif what == "keyword":
         names = {f.name for f in dataclasses.fields(cls)}
         key = data.draw(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda k: k not in names))
