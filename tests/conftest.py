@@ -16,8 +16,8 @@ The fuzz suite (``tests/fuzz``: bad input to the public surface) shares each pro
 ``max_examples`` among the classes of bad input of each of its 12 properties (at least 4 per
 class; a class with few distinct inputs runs fewer).  ``ci`` runs about 1,300 cases (under
 20 s on one core); ``thorough`` runs more than 10,000:
-``HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest -q -n 2 tests/fuzz`` (11,211 cases in
-50 s on the 2-core CI machine).  The session summary prints the number of cases actually run
+``HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest -q -n 2 tests/fuzz`` (11,213 cases;
+50 to 125 s on the shared 2-core machine, depending on its load).  The session summary prints the number of cases actually run
 and checked (``tests/fuzz/conftest.py``; ``LDA_OPT_FUZZ_REPORT=PATH`` also writes it as JSON).
 """
 
