@@ -4,8 +4,9 @@ Every subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only registers them.  Only the module of the subcommand being
 run is imported, so ``lda-opt solve`` does not pay for the imports of ``lda-opt duality``.  Bad input gives exit status 2 and exactly
 one line on stderr, ``lda-opt CMD: error: MESSAGE``, naming the option or parameter:
-``ValueError``, ``TypeError`` and ``FileNotFoundError`` raised by a subcommand's ``run``
-(before any work: each subcommand validates everything first) are reported by :func:`main`;
+``ValueError``, ``TypeError`` and ``OSError`` (a missing file, a permission, a name too long,
+a full disk) raised by a subcommand's ``run`` (bad input before any work: each subcommand
+validates everything first) are reported by :func:`main`;
 argparse's own errors (an unknown option or choice, a value that does not parse, a missing
 argument) raise ``SystemExit(2)`` after the same single line, without the usage synopsis
 (``lda-opt CMD --help`` prints it).
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: FileNotFoundError, PermissionError, ...
         print(f"lda-opt {args.command}: error: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
 

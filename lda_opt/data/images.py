@@ -91,6 +91,8 @@ def to_gray01(arr: np.ndarray) -> np.ndarray:
         a = rgb2gray(a)
     elif a.ndim != 2:
         raise ValueError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"image array is empty (shape {a.shape})")
     if a.dtype == bool:
         a = a.astype(np.float64)
     elif a.dtype.kind in "ui":
@@ -134,12 +136,18 @@ def load_image_file(
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image file not found: {p}")
-    if p.suffix.lower() == ".npy":
-        arr = np.load(p, allow_pickle=False)
-    else:
-        from skimage.io import imread
+    try:
+        if p.suffix.lower() == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        else:
+            from skimage.io import imread
 
-        arr = imread(p)
+            arr = imread(p)
+    except ValueError as exc:  # e.g. an object array (allow_pickle=False) or a bad header
+        raise ValueError(f"{p} cannot be read: {exc}") from exc
+    except Exception as exc:  # the decoders raise OSError, EOFError, struct.error,
+        # SyntaxError, ... on a damaged file: all of them mean "cannot be read"
+        raise ValueError(f"{p} cannot be read: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     return _to_tensor(_resize(to_gray01(arr), size), dtype)
 
 

@@ -72,3 +72,30 @@ def test_bad_inputs():
         load_image("camera", dtype=torch.int32)
     with pytest.raises(ValueError, match="size"):
         load_image("camera", size=0)
+
+
+def test_empty_and_damaged_image_files_are_value_errors_naming_the_file(tmp_path):
+    """An empty array is refused before numpy's mean/resize (no RuntimeWarning); a damaged
+    PNG or NPY is a ValueError naming the file, whatever the decoder raised (issue 15)."""
+    import warnings
+
+    from lda_opt.data.images import load_image_file
+
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 5)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"image array is empty \(shape \(0, 5\)\)"):
+            load_image_file(empty)
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((4, 4)))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:70])
+    png = tmp_path / "bad.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for path in (cut, png, obj):
+        with pytest.raises(ValueError, match=f"{path.name} cannot be read") as info:
+            load_image_file(path)
+        assert "\n" not in str(info.value)

@@ -253,8 +253,6 @@ def _image_names():
 _IMAGES = _image_names()
 
 
-@pytest.mark.xfail(strict=True, reason="lda_opt/data/images.py: an empty NPY array reaches numpy's "
-                   "mean/resize and prints RuntimeWarnings before its ValueError (reported, not our file)")
 def test_solve_refuses_an_empty_npy_image_in_one_line():
     with Case() as d:
         path = os.path.join(d, "empty.npy")
