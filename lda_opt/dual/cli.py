@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 
+from .._atomic import check_replaceable, staged_dir
 from .._validate import out_dir
 from .primal import INITS, OPTIMIZERS
 from .report import DualityConfig, run_duality
@@ -80,9 +81,15 @@ def build_config(args: argparse.Namespace) -> DualityConfig:
     return dataclasses.replace(base, **over)
 
 
+#: what ``run_duality`` writes; an earlier run's folder holding only these is replaced
+OUTPUT_FILES = ("duality.json", "duality.npz", "objective_vs_epoch.png", "objective_by_init.png",
+                "primal_vs_dual.png", "denoised.png")
+
+
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     out = out_dir("out", args.out)  # a directory, or creatable: no file on its path
+    check_replaceable(out, OUTPUT_FILES)  # before any work
     progress = (not args.quiet) and sys.stdout.isatty()
     import torch
 
@@ -90,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        res = run_duality(config, out, progress=progress)
+        # written in a hidden sibling and renamed into place at the end: a run that fails or
+        # is interrupted half-way leaves no partial --out folder (issue 15)
+        with staged_dir(out, OUTPUT_FILES) as tmp:
+            res = run_duality(config, tmp, progress=progress)
     finally:
         torch.set_num_threads(n_threads)
     summary = {k: res[k] for k in ("primal_best", "dual", "primal_at_reconstruction", "gap",

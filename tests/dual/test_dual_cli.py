@@ -233,3 +233,31 @@ def test_quick_report_is_consistent(quick_run):
     for net in ("primal", "dual", "reconstructed", "noisy_input"):
         for split in ("train", "test"):
             assert np.isfinite(res["denoising"][net][split]["psnr"])
+
+
+def test_a_run_that_fails_half_way_leaves_no_output_folder(tmp_path, capsys, monkeypatch):
+    """The files go to a hidden staging folder renamed into place at the end: a failure after
+    some files were written (as ``--lam 1e308`` fails after seconds: every sampled pattern is
+    all-zero) leaves neither ``--out`` nor a staging folder, and exit 2 with one line."""
+    import lda_opt.dual.cli as cli
+
+    def half_way(config, out, progress=False):
+        (out / "duality.json").write_text("{}")
+        raise ValueError("every sampled u-bar has the all-zero pattern")
+
+    monkeypatch.setattr(cli, "run_duality", half_way)
+    out = tmp_path / "d"
+    assert main(["duality", "--quick", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "all-zero pattern" in err
+    assert list(tmp_path.iterdir()) == []
+    # an earlier complete folder survives a failing re-run byte for byte
+    out.mkdir()
+    (out / "duality.json").write_text('{"old": 1}')
+    assert main(["duality", "--quick", "--quiet", "--out", str(out)]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["d"] and (out / "duality.json").read_text() == '{"old": 1}'
+    # a folder with other files is refused before any work
+    (out / "notes.txt").write_text("mine")
+    monkeypatch.setattr(cli, "run_duality", lambda *a, **k: pytest.fail("ran"))
+    assert main(["duality", "--quick", "--quiet", "--out", str(out)]) == 2
+    assert "notes.txt" in capsys.readouterr().err
