@@ -74,6 +74,10 @@ def build_config(args: argparse.Namespace):
     return ComplexityConfig.preset(scale, **over)
 
 
+#: what ``run_complexity`` writes; an earlier run's folder holding only these is replaced
+OUTPUT_FILES = ("complexity.json", "complexity.png")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the experiment; 0 on success (the exponent is reported whatever its value)."""
     import torch
@@ -81,12 +85,22 @@ def run(args: argparse.Namespace) -> int:
     from .._validate import out_dir
     from ..complexity import run_complexity
 
-    out_dir("out", args.out)  # a directory, or creatable: no file on its path
+    from .._atomic import check_replaceable, staged_dir
+
+    out = out_dir("out", args.out)  # a directory, or creatable: no file on its path
+    check_replaceable(out, OUTPUT_FILES)  # an earlier run's folder, or one without other files
     config = build_config(args)
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small problems: one intra-op thread, restored afterwards
     try:
-        res = run_complexity(config, args.out, progress=not args.quiet)
+        # both files appear at once (a hidden sibling renamed into place): an interrupted
+        # run leaves no partial --out folder (issue 15)
+        with staged_dir(out, OUTPUT_FILES) as tmp:
+            res = run_complexity(config, tmp, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"lda-opt complexity: interrupted; no output written ({out} is as it was before the run)",
+              file=sys.stderr)
+        return 130
     finally:
         torch.set_num_threads(n_threads)
     if not args.quiet:

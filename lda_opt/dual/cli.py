@@ -101,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         # is interrupted half-way leaves no partial --out folder (issue 15)
         with staged_dir(out, OUTPUT_FILES) as tmp:
             res = run_duality(config, tmp, progress=progress)
+    except KeyboardInterrupt:
+        print(f"lda-opt duality: interrupted; no output written ({out} is as it was before the run)",
+              file=sys.stderr)
+        return 130
     finally:
         torch.set_num_threads(n_threads)
     summary = {k: res[k] for k in ("primal_best", "dual", "primal_at_reconstruction", "gap",

@@ -256,6 +256,15 @@ def test_a_run_that_fails_half_way_leaves_no_output_folder(tmp_path, capsys, mon
     (out / "duality.json").write_text('{"old": 1}')
     assert main(["duality", "--quick", "--quiet", "--out", str(out)]) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["d"] and (out / "duality.json").read_text() == '{"old": 1}'
+    # Ctrl-C: exit 130, one line, the earlier folder untouched
+    def interrupted(config, out, progress=False):
+        (out / "duality.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_duality", interrupted)
+    capsys.readouterr()
+    assert main(["duality", "--quick", "--quiet", "--out", str(out)]) == 130
+    assert capsys.readouterr().err.count("\n") == 1 and (out / "duality.json").read_text() == '{"old": 1}'
     # a folder with other files is refused before any work
     (out / "notes.txt").write_text("mine")
     monkeypatch.setattr(cli, "run_duality", lambda *a, **k: pytest.fail("ran"))

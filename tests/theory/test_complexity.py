@@ -284,3 +284,25 @@ def test_tiny_preset_grid_and_reduction_counts(algorithm, expected):
     assert s.gamma == 0.5 and cfg.max_iter == 60 and cfg.size == 8
     ells = [bounds.num_reductions(s.eps0, t, s.sigma, s.gamma) for t in cfg.eps_tols]
     assert ells == expected
+
+
+def test_cli_interrupted_run_leaves_no_partial_folder(tmp_path, monkeypatch, capsys):
+    """``complexity.json`` and ``complexity.png`` appear together (a staged folder renamed
+    into place): a Ctrl-C after the first file was written leaves no ``--out`` at all, and a
+    folder holding other files is refused before any work (issue 15)."""
+    import lda_opt.complexity as cx
+
+    def interrupted(config, out, progress=False):
+        (out / "complexity.png").write_bytes(b"\x89PNG")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cx, "run_complexity", interrupted)
+    out = tmp_path / "c"
+    assert main(["complexity", "--tiny", "--quiet", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted; no output written" in err
+    assert list(tmp_path.iterdir()) == []
+    out.mkdir()
+    (out / "mine.txt").write_text("x")
+    monkeypatch.setattr(cx, "run_complexity", lambda *a, **k: pytest.fail("ran"))
+    assert main(["complexity", "--tiny", "--quiet", "--out", str(out)]) == 2
