@@ -23,6 +23,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+#: the largest image side anywhere in the library (a float64 image of 8192^2 pixels is
+#: 512 MiB; a larger one does not fit the memory of the machines this library targets): a
+#: size from a user or from a checkpoint's metadata is refused above it before any allocation
+MAX_SIZE = 8192
+
 __all__ = ["choice", "flag", "integer", "interval", "out_dir", "real"]
 
 

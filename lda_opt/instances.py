@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import features as F
-from ._validate import choice, integer, real
+from ._validate import MAX_SIZE, choice, integer, real
 from .operators import MRI, Identity, Matrix
 from .problem import LeastSquares, Problem
 from .tasks import BlockCSTask, DenoiseTask, MRITask
@@ -52,9 +52,6 @@ KINDS = ("tv-denoise", "cs", "mri")
 MASKS = ("radial", "cartesian")
 REGULARIZERS = ("tv", "l1")
 
-#: the largest image side (a float64 image of 8192^2 pixels is 512 MiB; a larger one does not
-#: fit the memory of the machines this library targets)
-MAX_SIZE = 8192
 #: kappa for the hand-crafted regularizers, chosen on a training image (see
 #: ``lda_opt.commands.solve`` docs); a learned checkpoint brings its own weight.
 _DEFAULT_WEIGHT = {"tv-denoise": 0.08, "cs": 0.02, "mri": 0.003}

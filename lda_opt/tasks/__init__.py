@@ -19,7 +19,7 @@ were gathered here):
   (seed ``seed``), ``mri`` ``MRITask`` with ``kspace`` noise (seed ``seed``);
 * LDA-Net training and its benchmarks (:mod:`lda_opt.learning`): ``BlockCSTask`` without
   noise, ``MRITask`` with ``kspace`` noise (``task.noise`` of the config);
-* the complexity experiment (:func:`lda_opt.complexity.build_problem`): ``MRITask`` with
+* the complexity experiment (:func:`lda_opt.experiments.complexity.build_problem`): ``MRITask`` with
   ``kspace-pairs`` noise;
 * ``benchmarks/race.py``: ``MRITask`` with ``image`` noise (seed ``seed + 1``),
   ``BlockCSTask`` with ``gaussian`` noise (seed ``seed + 1``);

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import operators
-from .._validate import integer, real
+from .._validate import MAX_SIZE, integer, real
 from ..data import block_cs as bcs
 from .measurement import Measurement
 from .noise import add_noise
@@ -50,9 +50,12 @@ class BlockCSTask:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ratio", real("ratio", self.ratio, 0.0, 1.0, kind_error=ValueError))
         m = bcs.measurement_count(self.ratio)
-        for name, lo in (("matrix_seed", 0), ("init_seed", 0), ("init_blocks", m),
-                         ("init_size", bcs.BLOCK_SIZE), ("noise_seed", 0)):
-            object.__setattr__(self, name, integer(name, getattr(self, name), lo, kind_error=ValueError))
+        # upper bounds: the initializer's blocks are allocated at once (100,000 float64 blocks
+        # of 33 x 33 are 870 MB), and an image side above MAX_SIZE does not fit in memory; a
+        # checkpoint's metadata that declares more is refused before any allocation
+        for name, lo, hi in (("matrix_seed", 0, None), ("init_seed", 0, None), ("init_blocks", m, 100_000),
+                             ("init_size", bcs.BLOCK_SIZE, MAX_SIZE), ("noise_seed", 0, None)):
+            object.__setattr__(self, name, integer(name, getattr(self, name), lo, hi, kind_error=ValueError))
         object.__setattr__(self, "noise", real("noise", self.noise, 0.0, lo_open=False, kind_error=ValueError))
 
     @property

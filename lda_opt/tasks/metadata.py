@@ -16,6 +16,9 @@ def normalize_problem_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+_REQUIRED = object()
+
+
 def task_from_metadata(meta: dict) -> BlockCSTask | MRITask:
     """Rebuild the task a checkpoint was trained on from ``metadata["problem"]`` (or from the
     problem dict itself): the sensing matrix or mask is regenerated from its stored seed."""
@@ -23,18 +26,29 @@ def task_from_metadata(meta: dict) -> BlockCSTask | MRITask:
         msg = f"meta must be a dict; got {type(meta).__name__}"
         raise ValueError(msg)  # noqa: TRY004 - checkpoint content, not an argument
     p = meta.get("problem", meta)
-    try:
-        kind = normalize_problem_name(p["kind"])
-        if kind == "block-cs":
-            init = p.get("initializer", {})
-            return BlockCSTask(float(p["ratio"]), matrix_seed=int(p.get("matrix_seed", 0)),
-                               init_blocks=int(init.get("n_blocks", 4000)), init_size=int(init.get("size", 256)),
-                               init_seed=int(init.get("seed", 0)), noise=float(p.get("noise", 0.0)),
-                               noise_seed=int(p.get("noise_seed", 0)))
-        if kind == "mri":
-            return MRITask(float(p["ratio"]), mask=p.get("mask", "radial"), mask_seed=int(p.get("mask_seed", 0)),
-                           shape=tuple(int(s) for s in p["shape"]), noise=float(p.get("noise", 0.0)),
-                           noise_seed=int(p.get("noise_seed", 0)), noise_model=p.get("noise_model", "kspace"))
-    except KeyError as exc:
-        raise ValueError(f"problem metadata lacks {exc}") from exc
+    if not isinstance(p, dict):
+        raise ValueError(f"problem metadata must be a dict; got {type(p).__name__}")  # noqa: TRY004
+
+    def field(key: str, convert, default=_REQUIRED, within: dict | None = None):
+        d = p if within is None else within
+        if key not in d:
+            if default is _REQUIRED:
+                raise ValueError(f"problem metadata lacks {key!r}")
+            return default
+        try:
+            return convert(d[key])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"problem metadata {key!r}: {d[key]!r} is not valid ({exc})") from exc
+
+    kind = normalize_problem_name(field("kind", str))
+    if kind == "block-cs":
+        init = field("initializer", dict, {})
+        return BlockCSTask(field("ratio", float), matrix_seed=field("matrix_seed", int, 0),
+                           init_blocks=field("n_blocks", int, 4000, init), init_size=field("size", int, 256, init),
+                           init_seed=field("seed", int, 0, init), noise=field("noise", float, 0.0),
+                           noise_seed=field("noise_seed", int, 0))
+    if kind == "mri":
+        return MRITask(field("ratio", float), mask=field("mask", str, "radial"), mask_seed=field("mask_seed", int, 0),
+                       shape=field("shape", lambda s: tuple(int(v) for v in s)), noise=field("noise", float, 0.0),
+                       noise_seed=field("noise_seed", int, 0), noise_model=field("noise_model", str, "kspace"))
     raise ValueError(f"problem kind must be 'block-cs' or 'mri'; got {p.get('kind')!r}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import operators
-from .._validate import choice, integer, real
+from .._validate import MAX_SIZE, choice, integer, real
 from ..data import masks as masks_mod
 from .measurement import Measurement
 from .noise import add_noise
@@ -44,7 +44,7 @@ class MRITask:
             object.__setattr__(self, name, integer(name, getattr(self, name), 0, kind_error=ValueError))
         if not isinstance(self.shape, (list, tuple)) or len(self.shape) != 2:
             raise ValueError(f"shape must be (H, W) with integers >= 8; got {self.shape!r}")
-        object.__setattr__(self, "shape", tuple(integer(f"shape[{i}]", s, 8, kind_error=ValueError)
+        object.__setattr__(self, "shape", tuple(integer(f"shape[{i}]", s, 8, MAX_SIZE, kind_error=ValueError)
                                                 for i, s in enumerate(self.shape)))
         object.__setattr__(self, "noise", real("noise", self.noise, 0.0, lo_open=False, kind_error=ValueError))
         choice("noise_model", self.noise_model, MRI_NOISE_MODELS)

@@ -205,3 +205,29 @@ def test_block_cs_25_variants_differ_from_the_shipped_config_only_where_their_na
     assert changed("block_cs_25_s4") == {"name": "block_cs_25_s4", "data.train": 16384}
     assert changed("block_cs_25_quarter") == {"name": "block_cs_25_quarter", "data.train": 4096}
     assert changed("block_cs_25_half_s1") == {"name": "block_cs_25_half_s1", "seed": 1}
+
+
+def test_metadata_that_declares_a_huge_or_malformed_task_is_a_named_error_before_allocating():
+    """A checkpoint's ``problem`` metadata is content, not code: a shape or an initializer
+    larger than the library's MAX_SIZE is refused before the mask or the blocks are built
+    (it used to ask for 7 TiB), and a field of the wrong kind is named (issue 15)."""
+    from lda_opt._validate import MAX_SIZE
+
+    mri = {"kind": "mri", "ratio": 0.2, "shape": [10**6, 10**6]}
+    with pytest.raises(ValueError, match=rf"shape\[0\] must be an integer in \[8, {MAX_SIZE}\]"):
+        task_from_metadata(mri)
+    with pytest.raises(ValueError, match=r"'ratio': 'x' is not valid"):
+        task_from_metadata({**mri, "shape": [16, 16], "ratio": "x"})
+    with pytest.raises(ValueError, match=r"'shape': 5 is not valid"):
+        task_from_metadata({**mri, "shape": 5})
+    with pytest.raises(ValueError, match=r"lacks 'ratio'"):
+        task_from_metadata({"kind": "mri", "shape": [16, 16]})
+    cs = {"kind": "block-cs", "ratio": 0.25}
+    with pytest.raises(ValueError, match=r"init_blocks must be an integer in \[272, 100000\]"):
+        task_from_metadata({**cs, "initializer": {"n_blocks": 10**9}})
+    with pytest.raises(ValueError, match=r"init_size must be an integer in \[33, 8192\]"):
+        task_from_metadata({**cs, "initializer": {"size": 10**6}})
+    with pytest.raises(ValueError, match=r"'initializer': 3 is not valid"):
+        task_from_metadata({**cs, "initializer": 3})
+    with pytest.raises(ValueError, match="problem metadata must be a dict"):
+        task_from_metadata({"problem": [1]})
