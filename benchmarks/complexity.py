@@ -1,6 +1,6 @@
 """LDA, MetaLDA and ELDA side by side: measured iteration complexity ``N(eps_tol)``.
 
-For each problem (``tv-mri``, ``cnn-mri``) runs :func:`lda_opt.complexity.run_complexity` for
+For each problem (``tv-mri``, ``cnn-mri``) runs :func:`lda_opt.experiments.complexity.run_complexity` for
 the three algorithms with the same problem and ``eps_tol`` grid, and writes
 
 * ``complexity_<problem>.json``: ``{"algorithms": {name: complexity.json dict}, "summary":
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lda_opt.complexity import (
+from lda_opt.experiments.complexity import (
     ALGORITHMS,
     PROBLEMS,
     ComplexityConfig,

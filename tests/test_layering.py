@@ -2,8 +2,9 @@
 
 Every ``import`` / ``from ... import`` statement of every module of the package is read with
 ``ast`` (also the ones inside functions, which run lazily), relative imports resolved.  Only
-the learning systems themselves and the command line above them (``lda_opt.commands``,
-``lda_opt.cli``) may import ``lda_opt.learning``; the tasks (``lda_opt.tasks``) sit below
+the learning systems themselves, the experiments built on them (``lda_opt.experiments``) and
+the command line above them (``lda_opt.commands``, ``lda_opt.cli``) may import
+``lda_opt.learning``; the tasks (``lda_opt.tasks``) sit below
 everything that builds problems from them.
 """
 
@@ -15,9 +16,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "lda_opt"
 
 #: the modules above lda_opt.learning (and learning itself)
-ABOVE_LEARNING = ("lda_opt.learning", "lda_opt.commands", "lda_opt.cli")
+ABOVE_LEARNING = ("lda_opt.learning", "lda_opt.experiments", "lda_opt.commands", "lda_opt.cli")
 #: what lda_opt.tasks must never import: every module that builds problems from the tasks
-ABOVE_TASKS = ("lda_opt.learning", "lda_opt.commands", "lda_opt.cli", "lda_opt.instances", "lda_opt.complexity")
+ABOVE_TASKS = ("lda_opt.learning", "lda_opt.commands", "lda_opt.cli", "lda_opt.instances", "lda_opt.experiments")
 
 
 def _module_name(path: Path) -> str:

@@ -23,7 +23,7 @@ unit steps, which equal ``1/L_f`` for the normalized operators of this library.
 The tests (4.9a), (4.9b) and (4.11) are :func:`eq_4_9a`, :func:`eq_4_9b` and :func:`eq_4_11`,
 shared by :meth:`ELDA.step` and :meth:`ELDA.theory`, which also declares the line-search
 bound (4.13)/(4.20), the segment and total bounds (4.27)-(4.28) and the complexity curves
-that :mod:`lda_opt.checks` and :func:`lda_opt.complexity.bound_curves` evaluate.
+that :mod:`lda_opt.checks` and :func:`lda_opt.experiments.complexity.bound_curves` evaluate.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ inequalities its rule guarantees (:class:`Inequality`, evaluated on a trace :cla
 whether descent holds, its line-search bound (:class:`LineSearchBound`), the bounds on its
 eps-segments and totals (:class:`BoundGroup`, from a :class:`BoundContext`) and its
 iteration-complexity curves (:class:`BoundCurves`).  :mod:`lda_opt.checks` is a generic engine
-over these records and :func:`lda_opt.complexity.bound_curves` evaluates the curves; neither
+over these records and :func:`lda_opt.experiments.complexity.bound_curves` evaluates the curves; neither
 knows any algorithm by name.
 
 An inequality that the step also tests (ELDA (4.9a/b), (4.11); meta-LDA (A6), (A7); LDA's
@@ -228,7 +228,7 @@ class BoundCurves:
     reference: ReferenceCurves | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The dict of :func:`lda_opt.complexity.bound_curves` (``reference_*`` keys only
+        """The dict of :func:`lda_opt.experiments.complexity.bound_curves` (``reference_*`` keys only
         with a reference)."""
         out: dict[str, Any] = {
             "equation": self.equation,

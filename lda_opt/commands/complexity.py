@@ -3,7 +3,7 @@
 Runs one algorithm (LDA, MetaLDA or ELDA) on one problem (TV-MRI or a small smoothed-ReLU CNN
 on MRI) over a grid of at least 6 ``eps_tol`` values spanning at least 2 decades, fits ``b``
 in ``N ~ eps_tol^-b`` (least squares in log-log, seeded bootstrap 95% CI), and writes
-``complexity.json`` and ``complexity.png`` into ``--out`` (see :mod:`lda_opt.complexity`).
+``complexity.json`` and ``complexity.png`` into ``--out`` (see :mod:`lda_opt.experiments.complexity`).
 Every option is validated (ValueError naming the parameter) before any iteration.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..complexity import ALGORITHMS, PROBLEMS
+from ..experiments.complexity import ALGORITHMS, PROBLEMS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    """A validated :class:`~lda_opt.complexity.ComplexityConfig` from the parsed arguments."""
-    from ..complexity import ComplexityConfig
+    """A validated :class:`~lda_opt.experiments.complexity.ComplexityConfig` from the parsed arguments."""
+    from ..experiments.complexity import ComplexityConfig
 
     scale = "tiny" if args.tiny else ("quick" if args.quick else "full")
     over = {
@@ -82,10 +82,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the experiment; 0 on success (the exponent is reported whatever its value)."""
     import torch
 
-    from .._validate import out_dir
-    from ..complexity import run_complexity
-
     from .._atomic import check_replaceable, staged_dir
+    from .._validate import out_dir
+    from ..experiments.complexity import run_complexity
 
     out = out_dir("out", args.out)  # a directory, or creatable: no file on its path
     check_replaceable(out, OUTPUT_FILES)  # an earlier run's folder, or one without other files

@@ -1,4 +1,4 @@
-"""Tests of the iteration-complexity experiment (``lda_opt.complexity``, ``lda-opt complexity``).
+"""Tests of the iteration-complexity experiment (``lda_opt.experiments.complexity``, ``lda-opt complexity``).
 
 What is asserted:
 
@@ -30,7 +30,7 @@ import torch
 
 from lda_opt import bounds
 from lda_opt.cli import main
-from lda_opt.complexity import (
+from lda_opt.experiments.complexity import (
     ComplexityConfig,
     fit_exponent,
     iterations_at,
@@ -290,7 +290,7 @@ def test_cli_interrupted_run_leaves_no_partial_folder(tmp_path, monkeypatch, cap
     """``complexity.json`` and ``complexity.png`` appear together (a staged folder renamed
     into place): a Ctrl-C after the first file was written leaves no ``--out`` at all, and a
     folder holding other files is refused before any work (issue 15)."""
-    import lda_opt.complexity as cx
+    import lda_opt.experiments.complexity as cx
 
     def interrupted(config, out, progress=False):
         (out / "complexity.png").write_bytes(b"\x89PNG")

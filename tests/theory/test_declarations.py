@@ -1,5 +1,5 @@
 """Each solver declares its theory beside its step (``theory()``, lda_opt/algorithms/theory.py);
-``lda_opt.check`` and ``lda_opt.complexity.bound_curves`` are generic engines over the
+``lda_opt.check`` and ``lda_opt.experiments.complexity.bound_curves`` are generic engines over the
 declarations (theory/README.md).  Tests that can fail: the checker never looks at an
 algorithm's name, a new algorithm is checked from its declaration alone, and an inequality the
 step tests is the same function the checker evaluates."""
@@ -17,7 +17,7 @@ from lda_opt.algorithms import elda as elda_module
 from lda_opt.algorithms.lda import backtracking_rule
 from lda_opt.algorithms.meta_lda import LemmaA3
 from lda_opt.algorithms.theory import Inequality, Labels, Theory, phi_eps_scale
-from lda_opt.complexity import bound_curves
+from lda_opt.experiments.complexity import bound_curves
 from lda_opt.trace import ALL_FIELDS, Trace
 
 DT = torch.float64
