@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("lda_opt.commands.check", "check the convergence-theorem invariants of a solve run"),
     "complexity": ("lda_opt.commands.complexity", "measure the iteration complexity N(eps_tol)"),
     "train": ("lda_opt.commands.train", "train an unrolled LDA-Net from a config file"),
-    "duality": ("lda_opt.dual.cli", "convex dual of the two-layer soft-thresholding CNN"),
+    "duality": ("lda_opt.commands.duality", "convex dual of the two-layer soft-thresholding CNN"),
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from lda_opt.cli import main
 from lda_opt.dual.primal import primal_objective
-from lda_opt.dual.report import recompute_from_npz
+from lda_opt.experiments.duality import recompute_from_npz
 
 FILES = ("duality.json", "duality.npz", "objective_vs_epoch.png", "objective_by_init.png",
          "primal_vs_dual.png", "denoised.png")
@@ -239,7 +239,7 @@ def test_a_run_that_fails_half_way_leaves_no_output_folder(tmp_path, capsys, mon
     """The files go to a hidden staging folder renamed into place at the end: a failure after
     some files were written (as ``--lam 1e308`` fails after seconds: every sampled pattern is
     all-zero) leaves neither ``--out`` nor a staging folder, and exit 2 with one line."""
-    import lda_opt.dual.cli as cli
+    import lda_opt.commands.duality as cli
 
     def half_way(config, out, progress=False):
         (out / "duality.json").write_text("{}")

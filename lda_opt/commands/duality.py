@@ -13,8 +13,8 @@ import sys
 
 from .._atomic import check_replaceable, staged_dir
 from .._validate import out_dir
-from .primal import INITS, OPTIMIZERS
-from .report import DualityConfig, run_duality
+from ..dual.primal import INITS, OPTIMIZERS
+from ..experiments.duality import DualityConfig, run_duality
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
