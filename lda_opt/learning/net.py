@@ -33,7 +33,7 @@ from torch import nn
 
 from .._validate import integer, real
 from ..algorithms import ALGORITHMS
-from ..algorithms.base import State
+from ..algorithms.base import PhaseParams, State
 from ..nets import FeatureCNN, count_parameters
 from ..problem import Problem
 
@@ -203,9 +203,9 @@ class LDANet(nn.Module):
         solver = self.phase_solver()
         diff = torch.is_grad_enabled()
         params = self.phase_params()
-        state = solver.init_state(problem, x0, differentiable=diff, overrides={"eps0": self.eps0})
+        state = solver.init_state(problem, x0, differentiable=diff, overrides=PhaseParams(eps0=self.eps0))
         for k in range(K):
-            over = {name: v[k] for name, v in params.items()}
+            over = PhaseParams(**{name: v[k] for name, v in params.items()})
             state, rec = solver.iterate(problem, state, overrides=over, differentiable=diff)
             if callback is not None:
                 callback(k, state, rec)
@@ -254,22 +254,37 @@ class LDANet(nn.Module):
     def from_parts(cls, features: nn.Module, metadata: dict) -> LDANet:
         """Rebuild a network from its feature map and :meth:`metadata` (bit-exact: the raw
         parameters are stored)."""
-        try:
-            algorithm = metadata["algorithm"]
-            K = int(metadata["phases"])
-            raw = metadata["raw"]
-            solver = metadata.get("solver", {})
-            net = cls(K, algorithm=algorithm, features=features, weight=float(metadata.get("weight", 1.0)),
-                      gamma=float(solver.get("gamma", 0.9)), sigma=float(solver.get("sigma", 1e3)))
-            dtype = next(features.parameters()).dtype
-            net = net.to(dtype)
-            with torch.no_grad():
-                for name in NET_ALGORITHMS[algorithm]:
-                    vals = torch.tensor(raw[name], dtype=torch.float64)
-                    if vals.shape != (K,):
-                        raise ValueError(f"metadata raw[{name!r}] must have {K} entries; got {vals.numel()}")
-                    getattr(net, f"raw_{name}").copy_(vals.to(dtype))
-                net.raw_eps0.copy_(torch.tensor(float(raw["eps0"]), dtype=dtype))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"checkpoint metadata does not describe an LDA-Net: missing or bad {exc}") from exc
+        def field(where: dict, key: str, convert, default=None, label: str | None = None):
+            label = label or key
+            if not isinstance(where, dict) or (key not in where and default is None):
+                raise ValueError(f"checkpoint metadata does not describe an LDA-Net: missing {label!r}")
+            value = where.get(key, default)
+            try:
+                out = convert(value)
+            except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+                raise ValueError(f"checkpoint metadata {label!r}: {value!r} is not valid ({exc})") from exc
+            if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+                raise ValueError(f"checkpoint metadata {label!r} contains NaN or Inf")
+            return out
+
+        algorithm = field(metadata, "algorithm", str)
+        if algorithm not in NET_ALGORITHMS:
+            raise ValueError(f"checkpoint metadata 'algorithm' must be one of {sorted(NET_ALGORITHMS)}; got {algorithm!r}")
+        K = field(metadata, "phases", int)
+        raw = field(metadata, "raw", dict)
+        solver = field(metadata, "solver", dict, {})
+        net = cls(K, algorithm=algorithm, features=features, weight=field(metadata, "weight", float, 1.0),
+                  gamma=field(solver, "gamma", float, 0.9, "solver.gamma"),
+                  sigma=field(solver, "sigma", float, 1e3, "solver.sigma"))
+        dtype = next(features.parameters()).dtype
+        net = net.to(dtype)
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        with torch.no_grad():
+            for name in NET_ALGORITHMS[algorithm]:
+                vals = field(raw, name, as_tensor, label=f"raw.{name}")
+                if vals.shape != (K,):
+                    raise ValueError(f"metadata raw[{name!r}] must have {K} entries; got {vals.numel()}")
+                getattr(net, f"raw_{name}").copy_(vals.to(dtype))
+            eps0 = field(raw, "eps0", lambda v: as_tensor(float(v)), label="raw.eps0")
+            net.raw_eps0.copy_(eps0.to(dtype))
         return net

@@ -237,3 +237,24 @@ def test_tv_init_noise_adds_a_scaled_xavier_draw_and_bad_input_raises():
         tv_init_(FeatureCNN(1, 3, 2))
     with pytest.raises(ValueError, match="noise"):
         tv_init_(FeatureCNN(1, 4, 2), noise=-1.0)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(phases="x"), r"'phases': 'x' is not valid"),
+    (lambda m: m.update(weight="a"), r"'weight': 'a' is not valid"),
+    (lambda m: m.update(algorithm="adam"), r"'algorithm' must be one of"),
+    (lambda m: m.pop("raw"), r"missing 'raw'"),
+    (lambda m: m["raw"].update(alpha=[0.1]), r"raw\['alpha'\] must have 2 entries"),
+    (lambda m: m["raw"].update(alpha=[float("nan"), 0.0]), r"'raw.alpha' contains NaN or Inf"),
+    (lambda m: m["raw"].update(eps0=[1.0, 2.0]), r"'raw.eps0': \[1.0, 2.0\] is not valid"),
+    (lambda m: m.update(solver={"gamma": "g"}), r"'solver.gamma': 'g' is not valid"),
+])
+def test_from_parts_names_the_bad_metadata_field(edit, message):
+    """Checkpoint metadata is content: each malformed field is a ValueError naming it (issue 15)."""
+    import copy
+
+    net = LDANet(2, width=2, depth=1)
+    meta = copy.deepcopy(net.metadata())
+    edit(meta)
+    with pytest.raises(ValueError, match=message):
+        LDANet.from_parts(net.features, meta)
