@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 import lda_opt as lo
+from lda_opt.algorithms.tv_exact import PDHGSettings
+from lda_opt.experiments.learning import tune_tv, tv_exact_grid, tv_record
 from lda_opt.learning.datasets import training_data
-from lda_opt.learning.experiments import tv_exact_grid, tv_record
-from lda_opt.learning.reference import PDHGSettings, TVSettings, tune_tv
+from lda_opt.learning.reference import TVSettings
 from lda_opt.nets import FeatureCNN, xavier_init_
 from lda_opt.tasks import DenoiseTask
 from lda_opt.testing import CountedFeatures

@@ -49,15 +49,15 @@ from _common import (
     write_results,
 )
 
-from lda_opt.learning import load_config
-from lda_opt.learning.datasets import test_images
-from lda_opt.learning.experiments import (
+from lda_opt.experiments.learning import (
     mean_metrics,
     phase_curve,
     reconstruct_images,
     results_table,
     train_or_reuse,
 )
+from lda_opt.learning import load_config
+from lda_opt.learning.datasets import test_images
 
 __all__ = ["GRID", "TV_EXACT", "main", "run_ratio"]
 

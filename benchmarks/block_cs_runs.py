@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from lda_opt.experiments.learning import mean_metrics, reconstruct_images
 from lda_opt.learning.config import TrainConfig
 from lda_opt.learning.datasets import load_images, test_images
-from lda_opt.learning.experiments import mean_metrics, reconstruct_images
 from lda_opt.learning.shipped import load_lda_net
 from lda_opt.tasks import task_from_metadata
 

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
+from lda_opt.experiments.learning import mean_metrics, reconstruct_images
 from lda_opt.learning import TrainConfig, load_lda_net, shipped_checkpoints
 from lda_opt.learning.datasets import test_images, training_data
-from lda_opt.learning.experiments import mean_metrics, reconstruct_images
 from lda_opt.learning.net import NET_ALGORITHMS
 from lda_opt.learning.train import evaluate
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
+from lda_opt.experiments.learning import mean_metrics, reconstruct_images, train_or_reuse
 from lda_opt.learning import load_config
 from lda_opt.learning.datasets import test_images
-from lda_opt.learning.experiments import mean_metrics, reconstruct_images, train_or_reuse
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"64 phantoms": "mri_radial_20_short", "32 phantoms + 32 natural crops": "mri_radial_20_natural"}

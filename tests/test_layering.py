@@ -58,7 +58,7 @@ def test_the_import_reader_sees_relative_and_lazy_imports():
     g = _graph()
     assert "lda_opt.tasks" in g["lda_opt.learning.config"]  # from ..tasks import ... (relative)
     assert "lda_opt.learning" in g["lda_opt.commands.solve"]  # inside a function (lazy)
-    assert "lda_opt.instances" in g["lda_opt.learning.compare"]  # a downward arrow
+    assert "lda_opt.instances" in g["lda_opt.experiments.compare"]  # a downward arrow
 
 
 def test_nothing_below_learning_imports_learning():

@@ -7,8 +7,9 @@ import torch
 from test_reference import KAPPA, N, _tv_expr, cs_tv, mri_data, tv_denoise
 
 import lda_opt as lo
+from lda_opt.algorithms.tv_exact import PDHGSettings, tv_exact, tv_objective
 from lda_opt.features import FiniteDifference
-from lda_opt.learning.reference import PDHGSettings, TVSettings, tv_exact, tv_objective, tv_solve
+from lda_opt.learning.reference import TVSettings, tv_solve
 from lda_opt.tasks import MRITask
 
 TIGHT = PDHGSettings(max_iter=100_000, tol=1e-8)

@@ -115,8 +115,8 @@ def test_block_cs_runs_scores_the_shipped_checkpoint_like_the_benchmark(tmp_path
     per-image PSNRs of :func:`reconstruct_images` on the very images the benchmark uses."""
     import torch
 
+    from lda_opt.experiments.learning import mean_metrics, reconstruct_images
     from lda_opt.learning.datasets import load_images, test_images
-    from lda_opt.learning.experiments import mean_metrics, reconstruct_images
     from lda_opt.learning.shipped import load_lda_net, shipped_checkpoint
 
     mod = _load("block_cs_runs")

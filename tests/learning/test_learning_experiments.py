@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from lda_opt.learning.experiments import mean_metrics, tv_exact_grid, tv_record
-from lda_opt.learning.reference import PDHGSettings, TVSettings, tv_exact, tv_solve
+from lda_opt.algorithms.tv_exact import PDHGSettings, tv_exact
+from lda_opt.experiments.learning import mean_metrics, tv_exact_grid, tv_record
+from lda_opt.learning.reference import TVSettings, tv_solve
 from lda_opt.tasks import MRITask
 
 
@@ -50,7 +51,7 @@ def test_tv_exact_grid_picks_the_best_exact_minimizer():
 
 
 def test_results_table_lists_every_parameter_count_of_a_method():
-    from lda_opt.learning.experiments import results_table
+    from lda_opt.experiments.learning import results_table
 
     rec = {"psnr": 30.0, "ssim": 0.9, "relerr": 0.1}
     results = {"0.1": {"methods": {"net": rec | {"parameters": 7067}, "tv": rec}},
@@ -74,8 +75,8 @@ TINY_RUN = {
 def test_train_or_reuse_reuses_a_finished_run_and_resumes_onto_appended_stages(tmp_path):
     import json
 
+    from lda_opt.experiments.learning import train_or_reuse
     from lda_opt.learning import TrainConfig
-    from lda_opt.learning.experiments import train_or_reuse
 
     cfg = TrainConfig.from_dict(TINY_RUN)
     _, log = train_or_reuse(cfg, tmp_path)
@@ -117,7 +118,7 @@ def _fake_exact(k_star: float):
     ([4.0], 3, [4.0], False),                                     # one weight: nothing to compare
 ])
 def test_tv_exact_grid_extends_past_a_best_weight_at_an_end(monkeypatch, grid, extend, want, bracketed):
-    import lda_opt.learning.experiments as ex
+    import lda_opt.experiments.learning as ex
 
     monkeypatch.setattr(ex, "tv_exact", _fake_exact(1.0))
     seen = []
@@ -134,8 +135,8 @@ def test_tv_exact_grid_extends_past_a_best_weight_at_an_end(monkeypatch, grid, e
 def test_train_or_reuse_takes_the_shipped_checkpoint_only_when_trained_with_the_config(tmp_path):
     import json
 
+    from lda_opt.experiments.learning import train_or_reuse
     from lda_opt.learning import TrainConfig, load_config
-    from lda_opt.learning.experiments import train_or_reuse
     from lda_opt.learning.shipped import CHECKPOINT_DIR
 
     cfg = load_config(CHECKPOINT_DIR / "mri_radial_20.config.json")

@@ -1,24 +1,29 @@
-"""Building blocks of the benchmark scripts (``benchmarks/block_cs.py``, ``mri.py``,
-``beyond_phases.py``): train-or-reuse a config, evaluate a trained network on held-out
-images phase by phase, and collect metrics into JSON-able records."""
+"""Building blocks of the learning benchmarks (``benchmarks/block_cs.py``, ``mri.py``,
+``beyond_phases.py``, ...): train-or-reuse a config, evaluate a trained network on held-out
+images phase by phase, the TV references (:func:`tune_tv` over a weight grid with the LDA
+solve, :func:`tv_exact_grid` with the exact PDHG solver :mod:`lda_opt.algorithms.tv_exact`),
+and collect metrics into JSON-able records and tables."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
 
 import torch
 
+from ..algorithms.tv_exact import PDHGSettings, tv_exact
+from ..learning.config import TrainConfig
+from ..learning.net import LDANet
+from ..learning.reference import KAPPA_GRID, TVSettings, image_metrics, tv_solve
+from ..learning.shipped import CHECKPOINT_DIR, load_lda_net
+from ..learning.train import LOG_FILE, STATE_FILE, exported_checkpoint, extends, train
 from ..tasks import Measurement
-from .config import TrainConfig
-from .net import LDANet
-from .reference import PDHGSettings, TVSettings, image_metrics, tv_exact, tv_solve
-from .shipped import CHECKPOINT_DIR, load_lda_net
-from .train import LOG_FILE, STATE_FILE, exported_checkpoint, extends, train
 
-__all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse", "tv_exact_grid", "tv_record"]
+__all__ = ["mean_metrics", "phase_curve", "reconstruct_images", "train_or_reuse", "tune_tv", "tv_exact_grid",
+           "tv_record"]
 
 
 def train_or_reuse(config: TrainConfig, out_dir: str | os.PathLike, quiet: bool = True,
@@ -220,3 +225,29 @@ def budget_lines(results: dict, ratios, unit: str, baseline: str) -> list[str]:
                 desc = baseline
             lines.append(f"| {round(100 * float(r))}% | {meth} | {desc} |")
     return lines
+
+
+#: the default settings of :func:`tune_tv`
+_TV_DEFAULT = TVSettings()
+
+
+def tune_tv(m: Measurement, grid=KAPPA_GRID, settings: TVSettings = _TV_DEFAULT, progress=None) -> dict:
+    """Solve TV for every ``kappa`` of ``grid`` and report per-kappa mean PSNR on the images
+    of ``m`` (reassembled with :meth:`Measurement.to_image`); ``best`` is the argmax.
+    ``progress(kappa, record)`` is called after each solve."""
+    rows = []
+    truth = m.to_image(m.truth)
+    for kappa in grid:
+        t0 = time.perf_counter()
+        res = tv_solve(m, kappa, settings)
+        x = m.to_image(res.x)
+        met = image_metrics(x, truth)
+        rec = {"kappa": float(kappa), "psnr": sum(met["psnr"]) / len(met["psnr"]),
+               "ssim": sum(met["ssim"]) / len(met["ssim"]), "relerr": sum(met["relerr"]) / len(met["relerr"]),
+               "per_image": met, "iterations_max": int(res.iterations.max()),
+               "converged": int(res.converged.sum()), "samples": len(res.reason), "seconds": time.perf_counter() - t0}
+        rows.append(rec)
+        if progress is not None:
+            progress(kappa, rec)
+    best = max(rows, key=lambda r: r["psnr"] if math.isfinite(r["psnr"]) else -math.inf)
+    return {"grid": rows, "best": best, "settings": settings.__dict__}
