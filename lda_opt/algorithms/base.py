@@ -19,7 +19,27 @@ Evaluation budget.  The iterate carries ``q(x_k)``, ``phi_eps(x_k)`` and
 ``grad phi_eps(x_k)`` from the previous iteration, every candidate's forward keeps its graph
 so that its gradient costs one backward, and an ``eps`` reduction reuses the cached
 ``q(x_{k+1})`` (one extra backward, no forward).  :class:`Counter` records the passes per
-sample; the counts go to the :class:`~lda_opt.trace.Trace`.
+sample; the counts go to the :class:`~lda_opt.trace.Trace`.  The per-iteration budget of
+DESIGN.md covers the iterations only: evaluating ``x_0`` (:meth:`Solver.init_state`) costs one
+forward and one backward more, in no iteration, so a run's total is the sum of the
+per-iteration budgets plus 1 forward and 1 backward (on a warm start,
+``run(..., state=s)``, plus the passes ``s`` records instead).  Every algorithm meets its per-iteration budget with equality in
+the common case (LDA: 2 + evaluations forwards, 2 + reduction backwards; MetaLDA/ELDA with
+u accepted: 2 and 2 + reduction), so a total compared with the summed per-iteration budget
+alone is exactly that one start forward and backward over it.  The Trace records them as
+``initial_forward`` / ``initial_backward``; ``Trace.totals() == (Result.forward,
+Result.backward)``.
+
+Typed hand-offs.  Per-phase values that take precedence over the solver's fields (the
+learned step sizes of an unrolled network) are a :class:`PhaseParams` record, which rejects
+unknown names and names the solver does not have; one iteration's trace record is a
+:class:`~lda_opt.trace.IterationRecord`.
+
+Warm start.  ``run(problem, x0, state=s)`` starts from a :class:`State` ``s`` at ``x0`` (e.g.
+the state after an unrolled network's phases) instead of evaluating ``x0`` again: each
+sample starts at its own ``s.eps``, with the ``q(x_0)``, ``phi_eps(x_0)`` and
+``grad phi_eps(x_0)`` that ``s`` holds, no pass of ``q`` spent (the passes ``s`` records are
+the Trace's initial passes).
 
 Per-sample semantics.  Each sample has its own ``eps``, step sizes, branch, line search
 and termination; finished samples are frozen (:meth:`Solver.run` only iterates the active
@@ -35,7 +55,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -43,7 +63,7 @@ import torch
 from .._validate import flag, integer, real
 from ..problem import Problem
 from ..smoothing import Huber, Smoothing
-from ..trace import Trace
+from ..trace import IterationRecord, Trace
 
 __all__ = [
     "REASONS",
@@ -51,6 +71,7 @@ __all__ = [
     "Counter",
     "LineSearchInfo",
     "Oracle",
+    "PhaseParams",
     "Point",
     "Result",
     "Solver",
@@ -362,11 +383,79 @@ def accept(oracle: Oracle, x: Point, eps: torch.Tensor,
 
 
 # ---------------------------------------------------------------------------------------
+# per-phase parameters
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class PhaseParams(Mapping):
+    """Values that take precedence over the solver's hyper-parameters of the same name in
+    one phase (:meth:`Solver.iterate`; ``eps0`` in :meth:`Solver.init_state`): the learned
+    per-phase ``alpha_k``, ``tau_k``, ``theta_k`` and ``eps_0`` of an unrolled network, or a
+    per-sample start of a line search.  Each field is ``None`` (use the solver's value), a
+    number, a 0-dim tensor or a (B,) tensor (it may carry gradients).
+
+    The fields are the hyper-parameters the steps read through :meth:`Solver.param`; an
+    unknown name is a ``TypeError`` here, and :meth:`Solver.phase_params` also refuses a name
+    the solver does not have (``theta`` for LDA).  It reads as a mapping of the fields that
+    are set (``"tau" in p``, ``p["alpha"]``, ``{**p}``).
+    """
+
+    eps0: float | torch.Tensor | None = None
+    gamma: float | torch.Tensor | None = None
+    sigma: float | torch.Tensor | None = None
+    alpha: float | torch.Tensor | None = None
+    tau: float | torch.Tensor | None = None
+    theta: float | torch.Tensor | None = None
+    c: float | torch.Tensor | None = None
+    a: float | torch.Tensor | None = None
+    gamma_u: float | torch.Tensor | None = None
+    alpha_bar: float | torch.Tensor | None = None
+    eta1: float | torch.Tensor | None = None
+    eta2: float | torch.Tensor | None = None
+    eta3: float | torch.Tensor | None = None
+
+    def _set(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def __getitem__(self, name: str):
+        v = getattr(self, name, None) if isinstance(name, str) and name in _PHASE_NAMES else None
+        if v is None:
+            raise KeyError(name)
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._set())
+
+    def __len__(self) -> int:
+        return len(self._set())
+
+    @classmethod
+    def of(cls, values: PhaseParams | Mapping | None) -> PhaseParams:
+        """``values`` as a record: a :class:`PhaseParams` as it is, a mapping by its keys
+        (``ValueError`` naming any unknown key and the valid ones), ``None`` as the empty one."""
+        if values is None:
+            return cls()
+        if isinstance(values, cls):
+            return values
+        if not isinstance(values, Mapping):
+            raise TypeError(f"overrides must be a PhaseParams or a mapping of its fields; got {type(values).__name__}")
+        unknown = sorted(str(k) for k in values if k not in _PHASE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown per-phase parameter(s) {unknown}; valid: {sorted(_PHASE_NAMES)}")
+        return cls(**values)
+
+
+_PHASE_NAMES = frozenset(f.name for f in fields(PhaseParams))
+
+
+# ---------------------------------------------------------------------------------------
 # state, results and the solver base class
 # ---------------------------------------------------------------------------------------
 @dataclass
 class State:
-    """The per-sample solver state between iterations."""
+    """The per-sample solver state between iterations: the point (evaluated at ``eps``
+    with the smoothing named ``smoothing``), iteration counts, stop flags and reasons, the
+    passes of ``q`` spent so far (``forward`` / ``backward``, the evaluation of ``x_0``
+    included) and the algorithm's own ``aux``."""
 
     point: Point
     eps: torch.Tensor
@@ -376,11 +465,13 @@ class State:
     forward: torch.Tensor
     backward: torch.Tensor
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    smoothing: str | None = None
 
     def take(self, index: torch.Tensor) -> State:
         return State(self.point.take(index), self.eps[index], self.iteration[index],
                      self.done[index], self.reason[index], self.forward[index],
-                     self.backward[index], {k: v[index] for k, v in self.aux.items()})
+                     self.backward[index], {k: v[index] for k, v in self.aux.items()},
+                     self.smoothing)
 
     def put(self, index: torch.Tensor, sub: State) -> State:
         p = self.point
@@ -392,7 +483,7 @@ class State:
                      _put(self.iteration, index, sub.iteration), _put(self.done, index, sub.done),
                      _put(self.reason, index, sub.reason), _put(self.forward, index, sub.forward),
                      _put(self.backward, index, sub.backward),
-                     {k: _put(v, index, sub.aux[k]) for k, v in self.aux.items()})
+                     {k: _put(v, index, sub.aux[k]) for k, v in self.aux.items()}, self.smoothing)
 
 
 @dataclass
@@ -425,18 +516,33 @@ class Result:
     reason: list[str]
     trace: Trace
     seconds: float
+    #: the level ``eps_k`` at which ``grad_norm`` was measured (``eps`` is ``eps_{k+1}``,
+    #: one reduction lower for a converged sample)
+    grad_norm_eps: torch.Tensor | None = None
 
     def summary(self) -> dict:
-        """A JSON-able summary (lists per sample)."""
+        """A JSON-able summary (lists per sample).
+
+        ``eps_final`` is ``eps_{k+1}``, the level after the last iteration (reduced once
+        more when the sample converged); ``grad_norm_final`` is
+        ``||grad phi_{eps_k}(x_{k+1})||``, measured at the level ``eps_of_grad_norm`` =
+        ``eps_k`` of that iteration.  A converged sample has ``grad_norm_final <
+        sigma * gamma * eps_of_grad_norm = sigma * eps_final < eps_tol``.  ``passes`` counts
+        every pass of ``q``, ``passes_initial`` the ones before the first iteration (the
+        evaluation of ``x_0``: 1 and 1; on a warm start, the passes its state records)."""
+        gn_eps = self.eps if self.grad_norm_eps is None else self.grad_norm_eps
         return {
             "iterations": self.iterations.tolist(),
             "converged": self.converged.tolist(),
             "reason": list(self.reason),
             "eps_final": self.eps.tolist(),
             "grad_norm_final": self.grad_norm.tolist(),
+            "eps_of_grad_norm": gn_eps.tolist(),
             "phi_final": self.phi.tolist(),
             "phi_eps_final": self.phi_eps.tolist(),
             "passes": {"forward": self.forward.tolist(), "backward": self.backward.tolist()},
+            "passes_initial": {"forward": self.trace.initial_forward.tolist(),
+                               "backward": self.trace.initial_backward.tolist()},
             "seconds": self.seconds,
         }
 
@@ -512,22 +618,46 @@ class Solver:
     def replace(self, **changes) -> Solver:
         return replace(self, **changes)
 
-    def param(self, name: str, b: int, like: torch.Tensor, overrides: dict | None) -> torch.Tensor:
-        """Hyper-parameter ``name`` as a (b,) tensor; ``overrides`` (used by the unrolled
-        networks for learned per-phase step sizes) take precedence."""
-        v = (overrides or {}).get(name, getattr(self, name))
+    def phase_params(self, overrides: PhaseParams | Mapping | None) -> PhaseParams:
+        """``overrides`` as a :class:`PhaseParams` of this solver: ``ValueError`` naming a
+        field this solver does not have (a misspelled key of a mapping is refused by
+        :meth:`PhaseParams.of`)."""
+        p = PhaseParams.of(overrides)
+        mine = {f.name for f in fields(self)}
+        foreign = [n for n in p if n not in mine]
+        if foreign:
+            raise ValueError(f"{type(self).__name__} has no hyper-parameter(s) {foreign} to override "
+                             f"per phase; valid: {sorted(mine & _PHASE_NAMES)}")
+        return p
+
+    def param(self, name: str, b: int, like: torch.Tensor,
+              overrides: PhaseParams | Mapping | None) -> torch.Tensor:
+        """Hyper-parameter ``name`` as a (b,) tensor; a value set in ``overrides`` (a
+        :class:`PhaseParams`: the unrolled networks' learned per-phase step sizes) takes
+        precedence.  ``name`` must be a field of :class:`PhaseParams`."""
+        if name not in _PHASE_NAMES:
+            raise ValueError(f"internal error: {name!r} is not a PhaseParams field")
+        if overrides is None:
+            v = getattr(self, name)
+        else:
+            p = overrides if isinstance(overrides, PhaseParams) else self.phase_params(overrides)
+            v = getattr(p, name)
+            v = getattr(self, name) if v is None else v
         t = torch.as_tensor(v, dtype=like.real.dtype, device=like.device)
         return t.expand(b) if t.dim() == 0 else t
 
     # -- the iteration -------------------------------------------------------------------
     def init_state(self, problem: Problem, x0: torch.Tensor, differentiable: bool = False,
-                   overrides: dict | None = None) -> State:
-        """Evaluate ``x0``: one forward and one backward pass of ``q``.
+                   overrides: PhaseParams | Mapping | None = None) -> State:
+        """Evaluate ``x0``: one forward and one backward pass of ``q`` (recorded in the
+        state's ``forward`` / ``backward``, which :meth:`run` gives the Trace as its initial
+        passes).
 
-        ``overrides`` may hold ``"eps0"`` (a scalar or (B,) tensor, e.g. the learned
-        ``eps_0`` of an unrolled network, which then receives gradients)."""
+        ``overrides`` (a :class:`PhaseParams`) may set ``eps0`` (a scalar or (B,) tensor,
+        e.g. the learned ``eps_0`` of an unrolled network, which then receives gradients)."""
         B = x0.shape[0]
         dev = x0.device
+        overrides = None if overrides is None else self.phase_params(overrides)
         eps = self.param("eps0", B, x0, overrides).clone()
         oracle = Oracle(problem, self.smoothing, differentiable)
         counter = Counter(B, dev)
@@ -538,20 +668,23 @@ class Solver:
         zeros = torch.zeros(B, dtype=torch.long, device=dev)
         return State(p, eps, zeros.clone(), torch.zeros(B, dtype=torch.bool, device=dev),
                      zeros.clone(), counter.forward.clone(), counter.backward.clone(),
-                     self.init_aux(p))
+                     self.init_aux(p), self.smoothing.name)
 
     def init_aux(self, point: Point) -> dict[str, torch.Tensor]:
         """Algorithm-specific per-sample state (e.g. AGD's previous iterate)."""
         return {}
 
-    def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
+    def step(self, oracle: Oracle, state: State, overrides: PhaseParams | None = None) -> StepOutput:
         raise NotImplementedError  # pragma: no cover
 
-    def iterate(self, problem: Problem, state: State, overrides: dict | None = None,
-                differentiable: bool = False) -> tuple[State, dict[str, torch.Tensor]]:
+    def iterate(self, problem: Problem, state: State, overrides: PhaseParams | Mapping | None = None,
+                differentiable: bool = False) -> tuple[State, IterationRecord]:
         """One iteration for every sample of ``state``: the algorithm's step, then the
         common smoothing update and termination test.  Returns the new state and the
-        trace record (fields of :mod:`lda_opt.trace`, ``seconds`` excluded)."""
+        :class:`~lda_opt.trace.IterationRecord` (``seconds`` zero: :meth:`run` times it).
+        ``overrides``: a :class:`PhaseParams` (a mapping of its fields is converted; an
+        unknown name is refused)."""
+        overrides = None if overrides is None else self.phase_params(overrides)
         oracle = Oracle(problem, self.smoothing, differentiable)
         x = state.point
         eps = state.eps
@@ -590,36 +723,51 @@ class Solver:
         reason = torch.where(cap_iter, torch.full_like(reason, MAX_ITER), reason)
         done = done | cap_iter
         with torch.no_grad():
-            record = {
-                "phi_eps": torch.where(finite, phi_eps_k, new.phi_eps),
-                "phi": new.f + oracle.kappa(new.f) * Smoothing.exact(new.g.detach()),
-                "grad_norm": torch.where(finite, gnorm, torch.full_like(gnorm, math.nan)),
-                "eps": eps,
-                "branch": torch.where(finite, out.branch, torch.full_like(out.branch, -1)),
-                "step": out.step,
-                "linesearch": out.linesearch,
-                "forward": cnt.forward,
-                "backward": cnt.backward,
-                "seconds": torch.zeros_like(eps),
-                "eps_next": eps_next,
-                "phi_eps_prev": x.phi_eps,
-                "grad_norm_prev": sq_norm(x.grad.detach()).sqrt(),
-                "dist": sq_norm((new.x - x.x).detach()).sqrt(),
-                "capped": out.capped,
-            }
+            record = IterationRecord(
+                phi_eps=torch.where(finite, phi_eps_k, new.phi_eps),
+                phi=new.f + oracle.kappa(new.f) * Smoothing.exact(new.g.detach()),
+                grad_norm=torch.where(finite, gnorm, torch.full_like(gnorm, math.nan)),
+                eps=eps,
+                branch=torch.where(finite, out.branch, torch.full_like(out.branch, -1)),
+                step=out.step,
+                linesearch=out.linesearch,
+                forward=cnt.forward,
+                backward=cnt.backward,
+                seconds=torch.zeros_like(eps),
+                eps_next=eps_next,
+                phi_eps_prev=x.phi_eps,
+                grad_norm_prev=sq_norm(x.grad.detach()).sqrt(),
+                dist=sq_norm((new.x - x.x).detach()).sqrt(),
+                capped=out.capped,
+            )
         aux = {k: out.aux.get(k, v) for k, v in state.aux.items()}
         new_state = State(new, eps_next, iteration, done, reason, state.forward + cnt.forward,
-                          state.backward + cnt.backward, aux)
+                          state.backward + cnt.backward, aux, self.smoothing.name)
         return new_state, record
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, problem: Problem, x0: torch.Tensor, callback: Callable | None = None,
-            progress: bool = False) -> Result:
+            progress: bool = False, *, state: State | None = None) -> Result:
         """Iterate every sample of ``x0`` until its own termination (or ``max_iter``).
 
-        ``callback(k, state, record)`` is called after each iteration; its time is excluded
-        from the recorded ``seconds``.  ``progress=True`` shows a tqdm bar (only when
-        stderr is a terminal).
+        ``callback(k, state, record)`` is called after each iteration (``record``: an
+        :class:`~lda_opt.trace.IterationRecord`); its time is excluded from the recorded
+        ``seconds``.  ``progress=True`` shows a tqdm bar (only when stderr is a terminal).
+
+        ``state``: a warm start (jaxopt's ``init_params``, here with the evaluation): a
+        :class:`State` at ``x0`` of this problem with this solver's smoothing, e.g. the one
+        :meth:`~lda_opt.learning.LDANet.forward` returns after its phases.  The run then
+        starts every sample at its own ``state.eps`` (not at ``eps0``) from the ``q(x_0)``,
+        ``phi_eps(x_0)`` and ``grad phi_eps(x_0)`` the state holds, spending no pass of
+        ``q`` on ``x_0``.  Iterations and stop reasons count this run only; the passes the
+        state records (``state.forward`` / ``state.backward``: what it cost to reach it, e.g.
+        ``init_state``'s 1 + 1 and the K phases) are the Trace's initial passes, so
+        ``Result.forward`` / ``backward`` count every pass of ``q`` since ``state`` began.
+        The algorithm's own per-sample state (:meth:`init_aux`) starts afresh at ``x_0``.
+        ``state.smoothing`` must be this solver's; each ``sigma * state.eps`` must be
+        ``>= eps_tol`` (a sample already below the tolerance has nothing to certify).
+        Without ``state``, :meth:`init_state` evaluates ``x0`` at ``eps0`` (one forward and
+        one backward, the Trace's initial passes).
         """
         if not isinstance(problem, Problem):
             raise TypeError(f"problem must be an lda_opt.Problem; got {type(problem).__name__}")
@@ -630,9 +778,9 @@ class Solver:
         B = x0.shape[0]
         t_start = time.perf_counter()
         cb_time = 0.0
-        state = self.init_state(problem, x0)
+        state = self.init_state(problem, x0) if state is None else self._warm_state(x0, state)
         _check_start(state.point)
-        trace = Trace(B)
+        trace = Trace(B, initial_forward=state.forward, initial_backward=state.backward)
         bar = _progress(progress, self.max_iter, self.name)
         for k in range(self.max_iter):
             active = ~state.done
@@ -646,7 +794,7 @@ class Solver:
             else:
                 sub, rec = self.iterate(problem.select(idx), state.take(idx))
                 state = state.put(idx, sub)
-            rec["seconds"] = torch.full_like(rec["eps"], time.perf_counter() - t0)
+            rec = replace(rec, seconds=torch.full_like(rec.eps, time.perf_counter() - t0))
             trace.append(idx, rec)
             if bar is not None:
                 bar.update(1)
@@ -665,18 +813,57 @@ class Solver:
         cert = trace.as_dict()
         # the stationarity quantity at the returned point: ||grad phi_{eps_k}(x_{k+1})||
         # (a sample stopped for a non-finite value returns x_k: its norm is the row's grad_norm_prev)
+        # measured at eps_k, the last row's eps (unchanged for a non-finite stop)
         if len(trace):
             gn = _last_valid(cert["grad_norm"], cert["active"])
             gn = torch.where(torch.isnan(gn), _last_valid(cert["grad_norm_prev"], cert["active"]), gn)
+            gn_eps = _last_valid(cert["eps"], cert["active"])
         else:
             gn = sq_norm(p.grad).sqrt()
+            gn_eps = state.eps.detach().to("cpu", torch.float64)
         return Result(
             x=p.x.detach(), iterations=state.iteration.clone(), converged=reason == CONVERGED,
             eps=state.eps.clone(), grad_norm=gn.to(p.x.real.dtype), phi=phi.detach(),
             phi_eps=p.phi_eps.detach(), forward=state.forward.clone(), backward=state.backward.clone(),
             reason=[REASONS[int(r)] for r in reason], trace=trace,
             seconds=time.perf_counter() - t_start - cb_time,
+            grad_norm_eps=gn_eps.to(p.x.real.dtype),
         )
+
+    def _warm_state(self, x0: torch.Tensor, state: State) -> State:
+        """The start of a warm-started run (see :meth:`run`): ``state``'s point, ``eps`` and
+        pass counts, detached; iterations, stop reasons and :meth:`init_aux` afresh."""
+        if not isinstance(state, State):
+            raise TypeError(f"state must be an lda_opt.algorithms.State (e.g. from init_state or "
+                            f"LDANet.forward) or None; got {type(state).__name__}")
+        p = state.point
+        B = x0.shape[0]
+        if p.x.shape != x0.shape or p.x.dtype != x0.dtype or p.x.device != x0.device:
+            raise ValueError(f"state: its point has shape {tuple(p.x.shape)}, {p.x.dtype} on {p.x.device}; "
+                             f"x0 has {tuple(x0.shape)}, {x0.dtype} on {x0.device}")
+        if state.smoothing is not None and state.smoothing != self.smoothing.name:
+            raise ValueError(f"state: evaluated with {state.smoothing!r} smoothing; this solver uses "
+                             f"{self.smoothing.name!r} (evaluate x0 with this solver's init_state)")
+        if p.grad is None or p.graphs:
+            raise ValueError("state: its point must be fully evaluated (gradient computed, no pending graphs), "
+                             "as init_state and iterate leave it")
+        if not torch.equal(p.x.detach(), x0.detach()):
+            raise ValueError("state: its point is not x0 (pass x0 = state.point.x)")
+        eps = state.eps.detach().clone()
+        if eps.shape != (B,):
+            raise ValueError(f"state: eps must have shape ({B},); got {tuple(eps.shape)}")
+        low = ~(torch.isfinite(eps) & (eps > 0) & (self.sigma * eps >= self.eps_tol))
+        if bool(low.any()):
+            rows = low.nonzero().squeeze(1).tolist()
+            raise ValueError(
+                f"state: sigma * eps is below eps_tol = {self.eps_tol:g} (or eps is not a positive "
+                f"number) for sample(s) {rows[:10]}: nothing to iterate (decrease eps_tol)")
+        d = lambda t: t.detach()
+        point = Point(d(p.x), d(p.g), d(p.f), d(p.grad_f), d(p.phi_eps), d(p.grad))
+        zeros = torch.zeros(B, dtype=torch.long, device=x0.device)
+        return State(point, eps, zeros.clone(), torch.zeros(B, dtype=torch.bool, device=x0.device),
+                     zeros.clone(), state.forward.detach().clone(), state.backward.detach().clone(),
+                     self.init_aux(point), self.smoothing.name)
 
 
 def _check_start(p: Point) -> None:

@@ -1,13 +1,32 @@
 """``lda-opt solve``: iterate one imaging instance to the stationarity certificate.
 
 Builds the instance with :func:`lda_opt.instances.make_instance`, runs the chosen algorithm
-with its paper defaults except ``eps_tol`` (CLI default ``min(1, sigma * eps0)``: 1.0 at the
-paper defaults, so that a run stops at ``||grad phi_eps|| < gamma`` after the first smoothing
-level, and exactly one level below ``eps_K`` after an LDA-Net checkpoint's K phases; ``--sigma``,
-``--eps-tol``, ``--eps0`` and ``--max-iter`` override them) and writes into ``--out DIR``:
+with its paper defaults except ``eps_tol`` (CLI default ``min(1, sigma * eps0)``; ``--sigma``,
+``--eps-tol``, ``--eps0`` and ``--max-iter`` override them) and writes into ``--out DIR``.
+
+What the default guarantees.  A sample stops at the first reduction ``eps_{k+1} = gamma
+eps_k`` with ``sigma eps_{k+1} < eps_tol``; the reduction test then certifies
+``||grad phi_{eps_k}(x_{k+1})|| < sigma gamma eps_k = sigma eps_{k+1} < eps_tol``.  With the
+default ``eps_tol = min(1, sigma eps0)`` the certificate is ``||grad phi_{eps_k}(x_{k+1})|| <
+eps_tol <= 1``, after ``num_reductions(eps0, eps_tol, sigma, gamma)`` reductions (not after
+the first smoothing level in general): 1 when ``sigma eps0 <= 1`` (then ``eps_tol = sigma
+eps0``), more when ``sigma eps0 > 1``.  At LDA's (and GD's, AGD's) defaults ``eps0 = 1.4e-3``,
+``sigma = 1e3``, ``gamma = 0.9``: ``sigma eps0 = 1.4``, ``eps_tol = 1``, 4 reductions
+(``1.4 * 0.9^4 = 0.92 < 1``); at MetaLDA's and ELDA's (``eps0 = 1e-3``): ``eps_tol = 1``, 1
+reduction.  (The LDA paper's remark after Thm 3.5 ends this chain in ``< gamma eps_tol``; it
+ends in ``< eps_tol``: ``theory/lda.md``.)  After an LDA-Net checkpoint's K phases the default
+is ``min(1, sigma * min_b eps_K,b)`` (each sample continues at its own ``eps_K,b``): the
+samples whose ``eps_K`` is the smallest stop one level below it, the others further down.
 
 * ``result.json`` -- the outcome (``algorithm, iterations, converged, reason, eps_final,
-  grad_norm_final, phi_final, psnr, passes {forward, backward}, seconds``), the full
+  eps_of_grad_norm, grad_norm_final, phi_final, psnr, passes {forward, backward}, seconds``):
+  ``eps_final`` is ``eps_{k+1}``, the level after the last iteration (one reduction below the
+  last level iterated at, for a converged sample); ``grad_norm_final`` is
+  ``||grad phi_{eps_k}(x_{k+1})||``, measured at the previous level ``eps_of_grad_norm =
+  eps_k`` (``grad_norm_final < sigma * gamma * eps_of_grad_norm = sigma * eps_final <
+  eps_tol`` when converged); ``passes`` counts every forward / backward pass of ``q``
+  (``per_sample.passes_initial``: those before the first iteration, i.e. the evaluation of
+  ``x_0``, and after an LDA-Net checkpoint the K phases); the full
   configuration (``config``), the solver (``solver {name, params}``, rebuilt by
   ``ALGORITHMS[name].from_config(params)``), the problem (``problem {kind, shape, dtype,
   weight, m, smoothing, ...}``) and the theorem constants (``constants {L_f, M, L_g,
@@ -26,7 +45,7 @@ and one line on stderr.
 For ``--problem cs`` every 33 x 33 block is one sample of the batch (its own eps, steps and
 termination); ``iterations`` is then the largest per-sample count, ``converged`` means every
 block converged, ``phi_final`` is the sum over blocks (the whole image's objective) and
-``eps_final`` / ``grad_norm_final`` are the largest over blocks.  Per-block values are under
+``eps_final`` / ``eps_of_grad_norm`` / ``grad_norm_final`` are the largest over blocks.  Per-block values are under
 ``per_sample``.
 
 ``--checkpoint PATH`` uses a learned feature map (a safetensors checkpoint written by
@@ -34,7 +53,11 @@ block converged, ``phi_final`` is the sum over blocks (the whole image's objecti
 unless given on the command line.  A plain feature map works on every problem (real for
 ``tv-denoise``/``cs``, complex for ``mri``).  An LDA-Net checkpoint of ``lda-opt train``
 (``cs``/``mri``) brings its sensing model (matrix or mask from stored seeds) and step sizes:
-its K trained phases run first, then ``--algorithm`` from ``x_K`` at ``eps_K``.
+its K trained phases run first, then ``--algorithm`` warm-started from the phases' state
+(``Solver.run(..., state=...)``, as :func:`lda_opt.learning.continue_run`): each sample
+continues from ``x_K`` at its own ``eps_K``, with no new evaluation of ``x_K`` (re-evaluated
+at its ``eps_K``, one forward and one backward, when ``--algorithm`` smooths differently,
+e.g. meta-lda's sqrt; restarted at ``--eps0`` when it is given).
 ``--checkpoint shipped`` picks the shipped LDA-Net that matches ``--problem``, ``--ratio``
 and ``--mask``.
 """
@@ -42,6 +65,7 @@ and ``--mask``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -77,9 +101,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight", type=float, default=None, help="kappa (default per problem or checkpoint)")
     p.add_argument("--eps0", type=float, default=None, help="initial smoothing level (paper default)")
     p.add_argument("--eps-tol", type=float, default=None,
-                   help="stop once sigma*eps < eps_tol, i.e. ||grad phi_eps|| < gamma*eps_tol at "
-                        "sigma = 1e3 (default min(1, sigma*eps0): 1.0 at the paper defaults; one "
-                        "more smoothing level after an LDA-Net's K phases)")
+                   help="stop at the reduction to eps_{k+1} with sigma*eps_{k+1} < eps_tol, which "
+                        "certifies ||grad phi_{eps_k}(x_{k+1})|| < sigma*eps_{k+1} < eps_tol (default "
+                        "min(1, sigma*eps0): 1.0 at the paper defaults, 4 reductions for lda/gd/agd, 1 "
+                        "for meta-lda/elda; one level below the smallest eps_K after an LDA-Net's K phases)")
     p.add_argument("--sigma", type=float, default=None, help="reduction-test scale (paper default)")
     p.add_argument("--max-iter", type=int, default=None, help="iteration cap (paper default)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (never falls back)")
@@ -222,17 +247,23 @@ def _run(args: argparse.Namespace) -> int:
         overrides = {"eps0": float(ck_meta["eps0"]), **overrides}
     cls = ALGORITHMS[args.algorithm]
     solver = cls(**overrides)  # validates the hyper-parameters (ValueError names them)
-    if args.eps_tol is None:  # documented default: at most one level below the start
-        solver = solver.replace(eps_tol=min(DEFAULT_EPS_TOL, solver.sigma * solver.eps0))
+    # after an LDA-Net's phases every sample starts at its own eps_K (a warm start)
+    lowest = solver.eps0 if net is None or args.eps0 is not None else float(st.eps.min())
+    if args.eps_tol is None:  # documented default: one level below the (lowest) start
+        solver = solver.replace(eps_tol=min(DEFAULT_EPS_TOL, solver.sigma * lowest))
+    elif solver.sigma * lowest < solver.eps_tol:
+        raise ValueError(f"eps_tol = {solver.eps_tol:g} is above sigma * eps_K = {solver.sigma * lowest:g} "
+                         "of a sample after the checkpoint's phases: nothing to iterate (decrease eps_tol)")
     problem = inst.problem
     problem.check_input(x0)
     constants, m = _constants(problem, x0)
+    start = None if net is None else _phase_start(solver, problem, x0, st, restart=args.eps0 is not None)
 
     # -- solve --------------------------------------------------------------------------------
     progress = not args.quiet and sys.stderr.isatty()
     t0 = time.perf_counter()
     fault_point("solve:run")
-    res = solver.run(problem, x0, progress=progress)
+    res = solver.run(problem, x0, progress=progress, state=start)
     wall = time.perf_counter() - t0
 
     # -- report -------------------------------------------------------------------------------
@@ -249,6 +280,7 @@ def _run(args: argparse.Namespace) -> int:
         "converged": bool(res.converged.all()),
         "reason": _overall_reason(res.reason),
         "eps_final": float(res.eps.max()),
+        "eps_of_grad_norm": float(res.grad_norm_eps.max()),
         "grad_norm_final": float(res.grad_norm.max()),
         "phi_final": float(res.phi.sum()),
         "phi_eps_final": float(res.phi_eps.sum()),
@@ -285,6 +317,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {out / 'result.json'}, {out / 'trace.csv'}, {out / 'x.npy'}, "
               f"{out / 'recon.png'}, {out / 'convergence.png'}")
     return 0
+
+
+def _phase_start(solver, problem, x0, st, restart: bool):
+    """The state ``solver.run`` starts from after an LDA-Net's phases (LDA Sec. 4.3.3): the
+    phases' own ``st`` (each sample at its ``eps_K``, nothing re-evaluated) when the solver
+    smooths as the phases did; else ``x_K`` evaluated by the solver's ``init_state`` at each
+    sample's ``eps_K`` (at ``--eps0`` when ``restart``), its forward and backward added to the
+    phases' passes, so that ``passes`` counts every pass of ``q``."""
+    if not restart and st.smoothing == solver.smoothing.name:
+        return st
+    from ..algorithms.base import PhaseParams
+
+    s = solver.init_state(problem, x0, overrides=None if restart else PhaseParams(eps0=st.eps.detach()))
+    return dataclasses.replace(s, forward=s.forward + st.forward, backward=s.backward + st.backward)
 
 
 def _psnr(x: torch.Tensor, truth: torch.Tensor) -> float:

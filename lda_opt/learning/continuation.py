@@ -3,10 +3,13 @@ regularizer is minimized by Algorithm 1 itself -- backtracking on ``alpha_k``
 (``phi_eps(v) - phi_eps(x) <= -c ||v - x||^2``, shrink 0.5), ``tau_k = alpha_k``,
 eps-continuation -- until its termination rule ``sigma eps_k < eps_tol`` holds.
 
-The run starts from ``x_K`` at the smoothing level ``eps_K`` the phases reached.  Samples
-with different ``eps_K`` are run as separate groups, each by a solver with
-``eps0 = eps_K``, so that every :class:`~lda_opt.algorithms.Result` (and the checker's
-bounds, which use the solver's ``eps0``) describes exactly Algorithm 1 started at ``x_K``.
+The run is a warm start (``Solver.run(problem, x_K, state=...)``, the same one ``lda-opt
+solve --checkpoint`` uses): each sample continues from ``x_K`` at the smoothing level
+``eps_K`` it reached, with the ``q(x_K)``, ``phi_{eps_K}(x_K)`` and ``grad phi_{eps_K}(x_K)``
+of the last phase (no pass of ``q`` spent on ``x_K``).  Samples with different ``eps_K`` are
+run as separate groups, each by a solver with ``eps0 = eps_K``, so that every
+:class:`~lda_opt.algorithms.Result` and its recorded solver describe exactly Algorithm 1
+started at ``x_K``.
 """
 
 from __future__ import annotations
@@ -59,10 +62,11 @@ def _bind(callback, group: int):
 
 def continue_run(net: LDANet, problem: Problem, state: State, *, eps_tol: float = 1.5e-5,
                  max_iter: int = 100_000, callback=None, **solver_options) -> Continuation:
-    """Run Algorithm 1 from the state after the trained phases (``net.reconstruct``) until
-    ``sigma eps_k < eps_tol`` or ``max_iter`` iterations; ``solver_options`` go to
-    :meth:`LDANet.continuation_solver` (``alpha``, ``c``, ``shrink``, ``max_linesearch``).
-    ``callback(group, k, state, record)`` sees every iteration."""
+    """Run Algorithm 1 from the state after the trained phases (``net.reconstruct``), warm
+    started from that ``state``, until ``sigma eps_k < eps_tol`` or ``max_iter`` iterations;
+    ``solver_options`` go to :meth:`LDANet.continuation_solver` (``alpha``, ``c``,
+    ``shrink``, ``max_linesearch``).  ``callback(group, k, state, record)`` sees every
+    iteration."""
     x = state.point.x.detach()
     eps = state.eps.detach()
     groups = []
@@ -71,7 +75,7 @@ def continue_run(net: LDANet, problem: Problem, state: State, *, eps_tol: float 
         solver = net.continuation_solver(e, eps_tol=eps_tol, max_iter=max_iter, **solver_options)
         cb = None if callback is None else _bind(callback, len(groups))
         with torch.no_grad():
-            res = solver.run(problem.select(idx), x[idx], callback=cb)
+            res = solver.run(problem.select(idx), x[idx], callback=cb, state=state.take(idx))
         groups.append((idx, solver, res))
     out = x.clone()
     for idx, _, res in groups:
