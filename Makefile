@@ -35,7 +35,7 @@ demo: install
 	$(VENV)/bin/lda-opt solve --problem mri --image shepp-logan --ratio 0.2 --mask radial \
 		--regularizer tv --weight $(DEMO_TV_WEIGHT) --eps0 1e-2 --sigma 10 --eps-tol 1e-3 --max-iter 300 \
 		--quiet --out $(OUT)/mri-tv
-	$(PY) -m lda_opt.learning.compare $(OUT)/mri-lda-net $(OUT)/mri-tv --out $(OUT)/mri-compare.png
+	$(PY) -m lda_opt.experiments.compare $(OUT)/mri-lda-net $(OUT)/mri-tv --out $(OUT)/mri-compare.png
 	@echo "MRI demo (radial 20%, Shepp-Logan 64x64, shipped LDA-Net vs TV): $(OUT)/mri-compare.png (+ .json)"
 
 # two workers (pytest-xdist) on the 2-core CI machine; each test process uses 1 torch thread

@@ -3,7 +3,7 @@
 :func:`make_instance` builds, from the offline data of :mod:`lda_opt.data`, everything a run
 needs: the :class:`~lda_opt.Problem`, the initial guess ``x0`` (the paper's), the ground
 truth, and the functions that turn a batch of solutions back into an image, for the CLI
-(``lda-opt solve``) and :mod:`lda_opt.learning.compare`.  The forward models, their noise
+(``lda-opt solve``) and :mod:`lda_opt.experiments.compare`.  The forward models, their noise
 and the starting points are the tasks of :mod:`lda_opt.tasks`; this module adds the
 bundled images, the regularizer and the weight.
 

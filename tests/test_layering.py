@@ -71,3 +71,12 @@ def test_the_tasks_import_nothing_above_them():
     bad = {m: sorted(i for i in imps if _within(i, ABOVE_TASKS))
            for m, imps in _graph().items() if _within(m, ("lda_opt.tasks",))}
     assert not {m: v for m, v in bad.items() if v}, f"upward imports: {bad}"
+
+
+def test_nothing_below_the_experiments_imports_them():
+    """``lda_opt.experiments`` sits on top of the library (only the commands and the CLI use
+    it): the learning systems, the solvers and the checker never import an experiment."""
+    above = ("lda_opt.experiments", "lda_opt.commands", "lda_opt.cli")
+    bad = {m: sorted(i for i in imps if _within(i, ("lda_opt.experiments",)))
+           for m, imps in _graph().items() if not _within(m, above)}
+    assert not {m: v for m, v in bad.items() if v}, f"upward imports: {bad}"

@@ -8,7 +8,7 @@ below them (solvers, bounds, checks, learning systems), one stage per function.
 * :mod:`lda_opt.experiments.learning` -- train-or-reuse, held-out evaluation, the TV
   references and result tables of the learning benchmarks (``benchmarks/block_cs.py``, ...);
 * :mod:`lda_opt.experiments.compare` -- learned network against TV, side by side
-  (``python -m lda_opt.learning.compare``, ``make demo``).
+  (``python -m lda_opt.experiments.compare``, ``make demo``).
 
 Submodules are imported on use (nothing here is imported with ``lda_opt``).
 """

@@ -1,7 +1,6 @@
 """Side-by-side figure of ``lda-opt solve`` runs on the same instance (used by ``make demo``).
 
-Command: ``python -m lda_opt.learning.compare --out FIG.png DIR [DIR ...]``
-(:mod:`lda_opt.learning.compare`).
+Command: ``python -m lda_opt.experiments.compare --out FIG.png DIR [DIR ...]`` (:func:`main`).
 
 Every ``DIR`` is the ``--out`` directory of one ``lda-opt solve`` run (its ``result.json`` and
 ``x.npy``).  All runs must be of the same instance (problem, image, size, ratio, mask, noise,
@@ -13,7 +12,9 @@ absolute errors on one common scale.  A JSON summary (``FIG.json``) lists the PS
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 
 from ..instances import make_instance
 
-__all__ = ["compare_runs"]
+__all__ = ["compare_runs", "main"]
 
 _SAME = ("kind", "image", "size", "noise", "seed")
 
@@ -102,3 +103,24 @@ def compare_runs(dirs: list[str | Path], out_png: str | Path) -> dict:
     plt.close(fig)
     out_png.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: exit 0, or 2 with one line on stderr for runs that do not compare."""
+    p = argparse.ArgumentParser(prog="python -m lda_opt.experiments.compare", description=__doc__.splitlines()[0])
+    p.add_argument("dirs", nargs="+", help="lda-opt solve --out directories of the same instance")
+    p.add_argument("--out", required=True, help="the PNG to write (a .json summary is written next to it)")
+    args = p.parse_args(argv)
+    try:
+        s = compare_runs(args.dirs, args.out)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in s["runs"]:
+        print(f"{r['label']:<28s} {r['psnr']:.2f} dB  (start {r['psnr_x0']:.2f} dB)")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The side-by-side figure of `make demo` (lda_opt.learning.compare)."""
+"""The side-by-side figure of `make demo` (lda_opt.experiments.compare)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lda_opt.cli import main as cli
-from lda_opt.learning.compare import compare_runs, main
+from lda_opt.experiments.compare import compare_runs, main
 
 
 def _solve(out, *extra):
