@@ -20,7 +20,7 @@ from .trace import Trace
 #: subpackages and modules reachable as ``lo.NAME`` without an explicit import; each is
 #: imported on first access (PEP 562), so ``import lda_opt`` stays light (no safetensors,
 #: scikit-image or matplotlib until they are used)
-_LAZY = ("bounds", "data", "dual", "instances", "learning", "nets")
+_LAZY = ("bounds", "data", "dual", "experiments", "instances", "learning", "nets", "tasks", "testing")
 
 
 def __getattr__(name: str):

@@ -10,8 +10,8 @@ import pytest
 
 import lda_opt as lo
 
-LAZY = ("bounds", "data", "dual", "instances", "learning", "nets")
-HEAVY = ("data", "dual", "instances", "learning", "nets")  # (bounds is loaded by lo.check)
+LAZY = ("bounds", "data", "dual", "experiments", "instances", "learning", "nets", "tasks", "testing")
+HEAVY = ("data", "dual", "experiments", "instances", "learning", "nets")  # (bounds is loaded by lo.check)
 
 
 def test_import_lda_opt_does_not_import_the_lazy_subpackages():
