@@ -124,8 +124,8 @@ def _check_flat(cls, iterations, checkpoints, monkeypatch):
     # the callback needs the run's Trace (its storages grow by design): catch its creation
     original = lo.algorithms.base.Trace
 
-    def make_trace(b):
-        holder["trace"] = original(b)
+    def make_trace(b, **initial):  # initial_forward / initial_backward: the start's passes
+        holder["trace"] = original(b, **initial)
         return holder["trace"]
 
     monkeypatch.setattr(lo.algorithms.base, "Trace", make_trace)
