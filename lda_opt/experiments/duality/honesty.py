@@ -33,17 +33,36 @@ def _honesty(config, Y, x, pats, problem, ref, rec, U_p, v_p, primal_best, *, pr
     lam, beta = config.primal.lam, config.primal.beta
     out: dict = {}
     arrays: dict = {}
+    out["rescaling"] = _rescaling(Y, x, U_p, v_p, lam)
+    point, own, Uk = _primal_point(Y, x, U_p, v_p, lam, beta, arrays)
+    out["primal_point_in_dual"] = point
+    if own is not None:
+        out["dual_with_primal_filters"] = _dual_with_primal_filters(
+            config, Y, x, pats, Uk, arrays, progress=progress)
+    sweep = _u_scale_sweep(config, Y, x, pats, ref, arrays, progress=progress)
+    out["u_scale_sweep"] = sorted(sweep, key=lambda e: e["u_scale"])
+    out["reconstruction_split"] = _reconstruction_split(Y, x, pats, ref, rec, lam)
+    out["explanation"] = _explanation(out, sweep, primal_best)
+    return out, arrays
 
-    # 1. Theorem 2 (rescaling) fails for lam > 0
+
+def _rescaling(Y, x, U_p, v_p, lam) -> dict:
+    """1. Theorem 2 (rescaling) fails for lam > 0: the data term of (21) at ``(eps U, v/eps)``."""
     data_best = float(np.sum((primal_output(Y, U_p, v_p, lam) - x) ** 2))
-    out["rescaling"] = {
+    return {
         "note": "data term of (21) at (eps U, v / eps); Theorem 2 assumes it equals eps = 1",
         "data_term_eps_1": data_best,
         **{f"data_term_eps_{e:g}": float(np.sum((primal_output(Y, e * U_p, v_p / e, lam)
                                                   - x) ** 2)) for e in (0.5, 2.0)},
     }
 
-    # 2. the primal point as a feasible point of (22) on its own filters
+
+def _primal_point(Y, x, U_p, v_p, lam, beta, arrays: dict):
+    """2. The primal point as a feasible point of (22) on its own filters.
+
+    Returns the JSON entry, the problem (22) on the active filters (None if there is none)
+    and those filters ``Uk``; adds ``point_*`` to ``arrays``.
+    """
     norms_u = np.linalg.norm(U_p, axis=0)
     keep = np.any(st_pattern(Y, U_p.T, lam) != 0, axis=1)  # filters with a non-zero pattern
     Uk, vk = U_p[:, keep].T, v_p[keep]
@@ -53,7 +72,7 @@ def _honesty(config, Y, x, pats, problem, ref, rec, U_p, v_p, primal_best, *, pr
                       beta=beta) if keep.any() else None
     dual_at_point = dual_objective(own, W_pt, Wp_pt) if own is not None else float(x @ x)
     dead = ~keep
-    out["primal_point_in_dual"] = {
+    entry = {
         "n_active_filters": int(keep.sum()),
         "dual_objective_at_primal_point": dual_at_point,
         "balance_slack": float(beta * np.sum((norms_u[keep] - np.abs(v_p[keep])) ** 2)),
@@ -63,21 +82,30 @@ def _honesty(config, Y, x, pats, problem, ref, rec, U_p, v_p, primal_best, *, pr
     }
     arrays["point_u_bar"] = Uk
     arrays["point_W"], arrays["point_Wp"] = W_pt, Wp_pt
-    if own is not None:
-        aug_u = np.vstack([pats.u_bar, Uk])
-        aug = DualProblem(Y=Y, x=x, q=q_diagonal(Y, aug_u, lam), sign=st_pattern(Y, aug_u, lam),
-                          beta=beta)
-        sol = solve_dual_torch(aug, config.torch_dual, progress=progress)
-        out["dual_with_primal_filters"] = {
-            "objective": sol.objective, "solver": sol.solver, "max_violation": sol.violation,
-            "n_patterns": aug.n_patterns,
-            "note": "(22) on the sampled u-bar plus the best primal run's own filters "
-                    "(torch solver); <= dual_objective_at_primal_point <= primal_best by "
-                    "construction, up to the solver's tolerance",
-        }
-        arrays["aug_u_bar"], arrays["aug_W"], arrays["aug_Wp"] = aug_u, sol.W, sol.Wp
+    return entry, own, Uk
 
-    # 3. the value of (22) depends on |u-bar|, not only on the patterns
+
+def _dual_with_primal_filters(config, Y, x, pats, Uk, arrays: dict, *, progress) -> dict:
+    """2 (cont.). (22) on the sampled u-bar plus the primal filters; adds ``aug_*``."""
+    lam, beta = config.primal.lam, config.primal.beta
+    aug_u = np.vstack([pats.u_bar, Uk])
+    aug = DualProblem(Y=Y, x=x, q=q_diagonal(Y, aug_u, lam), sign=st_pattern(Y, aug_u, lam),
+                      beta=beta)
+    sol = solve_dual_torch(aug, config.torch_dual, progress=progress)
+    arrays["aug_u_bar"], arrays["aug_W"], arrays["aug_Wp"] = aug_u, sol.W, sol.Wp
+    return {
+        "objective": sol.objective, "solver": sol.solver, "max_violation": sol.violation,
+        "n_patterns": aug.n_patterns,
+        "note": "(22) on the sampled u-bar plus the best primal run's own filters "
+                "(torch solver); <= dual_objective_at_primal_point <= primal_best by "
+                "construction, up to the solver's tolerance",
+    }
+
+
+def _u_scale_sweep(config, Y, x, pats, ref, arrays: dict, *, progress) -> list[dict]:
+    """3. The value of (22) depends on |u-bar|, not only on the patterns: the same draws
+    rescaled by each factor of ``config.u_scale_sweep`` (unsorted); adds ``sweep{k}_*``."""
+    lam, beta = config.primal.lam, config.primal.beta
     sweep = [{"u_scale": config.u_scale, "n_patterns": pats.n_patterns,
               "objective": ref.objective, "max_violation": ref.violation, "solver": ref.solver,
               "mean_q_active": float(pats.q[pats.sign != 0].mean())}]
@@ -96,20 +124,27 @@ def _honesty(config, Y, x, pats, problem, ref, rec, U_p, v_p, primal_best, *, pr
                       "mean_q_active": float(ps.q[ps.sign != 0].mean())})
         arrays[f"sweep{k}_u_bar"], arrays[f"sweep{k}_W"], arrays[f"sweep{k}_Wp"] = (
             ps.u_bar, sol.W, sol.Wp)
-    out["u_scale_sweep"] = sorted(sweep, key=lambda e: e["u_scale"])
+    return sweep
 
-    # 4. reconstruction: regulariser carries over, data term does not
+
+def _reconstruction_split(Y, x, pats, ref, rec, lam) -> dict:
+    """4. Reconstruction: the regulariser carries over, the data term does not."""
     dual_out = dual_output(Y, pats.q, ref.Wp - ref.W)
     rec_out = primal_output(Y, rec.U, rec.v, lam)
-    out["reconstruction_split"] = {
+    return {
         "data_term_dual": float(np.sum((dual_out - x) ** 2)),
         "data_term_reconstructed": float(np.sum((rec_out - x) ** 2)),
         "output_difference_norm": float(np.linalg.norm(rec_out - dual_out)),
     }
 
+
+def _explanation(out: dict, sweep: list[dict], primal_best: float) -> list[str]:
+    """The four paragraphs of ``honesty.explanation``, one per diagnostic, from ``out``."""
+    data_best = out["rescaling"]["data_term_eps_1"]
+    dual_at_point = out["primal_point_in_dual"]["dual_objective_at_primal_point"]
     dwp = out.get("dual_with_primal_filters", {}).get("objective", float("nan"))
     obj = [s["objective"] for s in sweep]
-    out["explanation"] = [
+    return [
         ("Theorem 2 rescales u -> eps u, v -> v/eps; ST is not positively homogeneous "
         "(tau(eps a)_lam = eps tau(a)_{lam/eps}), so (21) changes: data term "
         f"{data_best:.6g} at eps = 1, {out['rescaling']['data_term_eps_0.5']:.6g} at 0.5, "
@@ -131,6 +166,3 @@ def _honesty(config, Y, x, pats, problem, ref, rec, U_p, v_p, primal_best, *, pr
         f"data term {out['reconstruction_split']['data_term_reconstructed']:.6g} "
         f"(reconstructed) vs {out['reconstruction_split']['data_term_dual']:.6g} (dual)."),
     ]
-    return out, arrays
-
-

@@ -9,54 +9,78 @@ import numpy as np
 
 from .config import DualityConfig
 
+_COLORS = {"kaiming_uniform": "C0", "normal_0.001": "C1", "normal_0.005": "C2",
+           "sgd": "C3", "asgd": "C4", "adam": "C5"}
+
 
 def _plot_all(out: Path, runs, config: DualityConfig, result: dict, tor, train, test, nets):
+    """Write the four PNGs: Figs. 9/13, 10, 11 and 12."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dual = result["dual"]
-    colors = {"kaiming_uniform": "C0", "normal_0.001": "C1", "normal_0.005": "C2",
-              "sgd": "C3", "asgd": "C4", "adam": "C5"}
+    _plot_objective_vs_epoch(plt, out, runs, config, result)
+    _plot_objective_by_init(plt, out, runs, config, result)
+    _plot_primal_vs_dual(plt, out, runs, config, result, tor)
+    _plot_denoised(plt, out, test, nets)
 
-    def panel(ax, key_fn, title, selected):
-        for r in selected:
-            lbl = key_fn(r)
-            ax.plot(r.objective, color=colors[lbl], alpha=0.8, lw=1,
-                    label=f"{lbl}" if r.seed == config.seeds[0] else None)
-        ax.axhline(dual, color="k", ls="--", lw=1, label="dual (22)")
-        ax.axhline(result["primal_at_reconstruction"], color="gray", ls=":", lw=1,
-                   label="primal at reconstruction (47)")
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.legend(fontsize=7)
 
-    # Figs. 9 / 13: one panel per optimizer, curves per initialisation
+def _panel(ax, key_fn, title, selected, config: DualityConfig, result: dict):
+    """One panel of primal objective curves, coloured by ``key_fn(run)``, with the dual and
+    the primal objective at the reconstruction as horizontal lines."""
+    for r in selected:
+        lbl = key_fn(r)
+        ax.plot(r.objective, color=_COLORS[lbl], alpha=0.8, lw=1,
+                label=f"{lbl}" if r.seed == config.seeds[0] else None)
+    ax.axhline(result["dual"], color="k", ls="--", lw=1, label="dual (22)")
+    ax.axhline(result["primal_at_reconstruction"], color="gray", ls=":", lw=1,
+               label="primal at reconstruction (47)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
+def _plot_objective_vs_epoch(plt, out: Path, runs, config: DualityConfig, result: dict):
+    """Figs. 9 / 13: one panel per optimizer, curves per initialisation."""
     fig, axes = plt.subplots(1, len(config.optimizers), figsize=(4.5 * len(config.optimizers), 3.6),
                              squeeze=False)
     for ax, o in zip(axes[0], config.optimizers):
-        panel(ax, lambda r: r.init, f"primal objective (21), {o}",
-              [r for r in runs if r.optimizer == o])
+        _panel(ax, lambda r: r.init, f"primal objective (21), {o}",
+               [r for r in runs if r.optimizer == o], config, result)
     axes[0][0].set_ylabel("objective")
     fig.tight_layout()
     fig.savefig(out / "objective_vs_epoch.png", dpi=110)
     plt.close(fig)
 
-    # Fig. 10: one panel per initialisation, curves per optimizer
+
+def _plot_objective_by_init(plt, out: Path, runs, config: DualityConfig, result: dict):
+    """Fig. 10: one panel per initialisation, curves per optimizer."""
     fig, axes = plt.subplots(1, len(config.inits), figsize=(4.5 * len(config.inits), 3.6),
                              squeeze=False)
     for ax, i in zip(axes[0], config.inits):
-        panel(ax, lambda r: r.optimizer, f"primal objective (21), init {i}",
-              [r for r in runs if r.init == i])
+        _panel(ax, lambda r: r.optimizer, f"primal objective (21), init {i}",
+               [r for r in runs if r.init == i], config, result)
     axes[0][0].set_ylabel("objective")
     fig.tight_layout()
     fig.savefig(out / "objective_by_init.png", dpi=110)
     plt.close(fig)
 
-    # Fig. 11: primal vs dual
+
+def _plot_primal_vs_dual(plt, out: Path, runs, config: DualityConfig, result: dict, tor):
+    """Fig. 11: the objectives as bars, the training curves, and (22) against ``u_scale``."""
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(17, 3.8))
+    _bars_objectives(a1, config, result)
+    _curves_training(a2, runs, result, tor)
+    _curve_u_scale(a3, config, result)
+    fig.tight_layout()
+    fig.savefig(out / "primal_vs_dual.png", dpi=110)
+    plt.close(fig)
+
+
+def _bars_objectives(ax, config: DualityConfig, result: dict):
+    """Fig. 11, left: primal best, dual, reconstruction, refined, (22)+filters, bound."""
     hon = result["honesty"]
     refined = result["primal_refined_from_reconstruction"]
     vals = [result["primal_best"], result["dual"], result["primal_at_reconstruction"],
@@ -67,36 +91,43 @@ def _plot_all(out: Path, runs, config: DualityConfig, result: dict, tor, train, 
               "primal at\nrec. (47)",
               f"rec. refined\n(Adam), K={refined['K'] if refined else 0}",
               "(22) + primal\nfilters", "certified\nlower bound"]
-    a1.bar(range(len(vals)), vals, color=["C0", "k", "gray", "C4", "C1", "C2"])
-    a1.set_xticks(range(len(vals)))
-    a1.set_xticklabels(labels, fontsize=7)
+    ax.bar(range(len(vals)), vals, color=["C0", "k", "gray", "C4", "C1", "C2"])
+    ax.set_xticks(range(len(vals)))
+    ax.set_xticklabels(labels, fontsize=7)
     for k, v in enumerate(vals):
-        a1.text(k, v, f"{v:.4g}", ha="center", va="bottom", fontsize=8)
-    a1.set_title(f"objectives, noise {config.noise}")
-    a2.plot(tor.history, color="k", lw=1, label=f"{tor.solver} (penalised)")
-    a2.axhline(dual, color="k", ls="--", lw=1, label="dual (22) optimum")
-    best = min(runs, key=lambda r: r.best)
-    a2.plot(np.linspace(0, len(tor.history), len(best.objective)), best.objective, color="C0",
-            lw=1, label=f"best primal run ({best.optimizer}, {best.init})")
-    a2.set_yscale("log")
-    a2.set_xlabel("iteration (dual) / rescaled epoch (primal)")
-    a2.legend(fontsize=7)
-    a2.set_title("training curves")
-    sw = hon["u_scale_sweep"]
-    a3.plot([e["u_scale"] for e in sw], [e["objective"] for e in sw], "ko-", lw=1,
-            label="(22), same draws rescaled")
-    a3.axhline(result["primal_best"], color="C0", lw=1, label="primal best (21)")
-    a3.axvline(config.u_scale, color="gray", ls=":", lw=1, label="u_scale used")
-    a3.set_xscale("log")
-    a3.set_xlabel("standard deviation of the sampled u-bar")
-    a3.set_ylabel("objective")
-    a3.set_title("(22) depends on |u-bar|, not only on patterns", fontsize=9)
-    a3.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "primal_vs_dual.png", dpi=110)
-    plt.close(fig)
+        ax.text(k, v, f"{v:.4g}", ha="center", va="bottom", fontsize=8)
+    ax.set_title(f"objectives, noise {config.noise}")
 
-    # Fig. 12: denoised examples (test images)
+
+def _curves_training(ax, runs, result: dict, tor):
+    """Fig. 11, middle: the torch dual solver's history against the best primal run."""
+    ax.plot(tor.history, color="k", lw=1, label=f"{tor.solver} (penalised)")
+    ax.axhline(result["dual"], color="k", ls="--", lw=1, label="dual (22) optimum")
+    best = min(runs, key=lambda r: r.best)
+    ax.plot(np.linspace(0, len(tor.history), len(best.objective)), best.objective, color="C0",
+            lw=1, label=f"best primal run ({best.optimizer}, {best.init})")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration (dual) / rescaled epoch (primal)")
+    ax.legend(fontsize=7)
+    ax.set_title("training curves")
+
+
+def _curve_u_scale(ax, config: DualityConfig, result: dict):
+    """Fig. 11, right: the value of (22) on the same draws rescaled (``u_scale_sweep``)."""
+    sw = result["honesty"]["u_scale_sweep"]
+    ax.plot([e["u_scale"] for e in sw], [e["objective"] for e in sw], "ko-", lw=1,
+            label="(22), same draws rescaled")
+    ax.axhline(result["primal_best"], color="C0", lw=1, label="primal best (21)")
+    ax.axvline(config.u_scale, color="gray", ls=":", lw=1, label="u_scale used")
+    ax.set_xscale("log")
+    ax.set_xlabel("standard deviation of the sampled u-bar")
+    ax.set_ylabel("objective")
+    ax.set_title("(22) depends on |u-bar|, not only on patterns", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _plot_denoised(plt, out: Path, test, nets):
+    """Fig. 12: denoised examples (test images)."""
     n_show = min(4, test.clean.shape[0])
     shape = test.clean.shape
     cols = [("noisy", test.noisy), ("clean", test.clean),
