@@ -34,7 +34,7 @@ class SmoothReLU(nn.Module):
     ``a`` is C^1 with ``a'(x) = clamp((x + delta) / (2 delta), 0, 1)``, so
     ``sup |a'| = 1`` (:attr:`derivative_bound`) and ``a'`` is Lipschitz with constant
     ``1 / (2 delta)`` (:attr:`derivative_lipschitz`). These two constants enter the
-    certified Lipschitz bounds of the feature map in ``lda_opt/bounds.py``.
+    certified Lipschitz bounds of the feature map in ``lda_opt/bounds/``.
     Note ``a(0) = delta / 4``, not 0.
 
     Complex input: as in the complex CNNs of meta-LDA Sec. 5.2 (and U-LDA Sec. 5.1), ``a``

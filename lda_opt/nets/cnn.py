@@ -99,7 +99,7 @@ class FeatureCNN(nn.Module):
     h -> a(W h) is C^1 with Jacobian diag(a'(W h)) W bounded by ||W|| and Lipschitz with
     constant ||W||^2 / (2 delta); by the chain rule g is C^1, its Jacobian is bounded by
     prod ||W_l|| and is globally Lipschitz. The explicit constants are evaluated in
-    ``lda_opt/bounds.py``.
+    ``lda_opt/bounds/``.
 
     Args:
         in_channels: image channels C, >= 1.
