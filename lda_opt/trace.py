@@ -104,6 +104,22 @@ class IterationRecord(Mapping):
 assert tuple(f.name for f in fields(IterationRecord)) == ALL_FIELDS
 
 
+def _parse_row(path, line: int, row: dict) -> tuple[int, int, dict[str, float]]:
+    """(iteration, sample, field values) of one :meth:`Trace.to_csv` row; a short row, an
+    unknown branch label or a non-number is a ValueError naming the file and the line."""
+    if None in row or any(v is None for v in row.values()):
+        raise ValueError(f"{path}, line {line}: the row has {'more' if None in row else 'fewer'} columns than the header")
+    try:
+        k, b = int(row["iteration"]), int(row["sample"])
+        vals = {name: float(_BRANCH_INV[row[name]]) if name == "branch" else float(row[name])
+                for name in ALL_FIELDS}
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{path}, line {line}: not a Trace row ({type(exc).__name__}: {exc})") from exc
+    if k < 0 or b < 0:
+        raise ValueError(f"{path}, line {line}: iteration and sample must be >= 0; got {k}, {b}")
+    return k, b, vals
+
+
 class Trace:
     """Rows of per-sample records; ``len(trace)`` is the number of iterations K."""
 
@@ -199,22 +215,24 @@ class Trace:
         missing = {"iteration", "sample", *ALL_FIELDS} - set(rows[0].keys() if rows else ALL_FIELDS)
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        B = batch_size if batch_size is not None else 1 + max((int(r["sample"]) for r in rows), default=0)
+        parsed = [_parse_row(path, n, r) for n, r in enumerate(rows, start=2)]  # line 1: header
+        B = batch_size if batch_size is not None else 1 + max((b for _, b, _ in parsed), default=0)
         trace = cls(B, initial_forward, initial_backward)
-        by_iter: dict[int, list[dict[str, str]]] = {}
-        for r in rows:
-            by_iter.setdefault(int(r["iteration"]), []).append(r)
+        by_iter: dict[int, list[tuple[int, dict[str, float]]]] = {}
+        for k, b, vals in parsed:
+            if b >= B:
+                raise ValueError(f"{path}: sample {b} is outside the batch of {B}")
+            by_iter.setdefault(k, []).append((b, vals))
         for k in range(len(by_iter)):
             if k not in by_iter:
                 raise ValueError(f"{path}: iteration {k} is missing")
             group = by_iter[k]
-            idx = torch.tensor([int(r["sample"]) for r in group])
-            rec = {}
-            for name in ALL_FIELDS:
-                if name == "branch":
-                    rec[name] = torch.tensor([float(_BRANCH_INV[r[name]]) for r in group], dtype=torch.float64)
-                else:  # float64: the CSV holds repr(float), exact in double precision
-                    rec[name] = torch.tensor([float(r[name]) for r in group], dtype=torch.float64)
+            samples = [b for b, _ in group]
+            if len(set(samples)) != len(samples):
+                raise ValueError(f"{path}: iteration {k} lists a sample more than once")
+            idx = torch.tensor(samples)
+            # float64: the CSV holds repr(float), exact in double precision
+            rec = {name: torch.tensor([v[name] for _, v in group], dtype=torch.float64) for name in ALL_FIELDS}
             trace.append(idx, rec)
         return trace
 

@@ -357,3 +357,40 @@ def test_complex_mri_batch_equals_singles():
         single = solver.run(p.select(idx), A.H(y)[idx])
         torch.testing.assert_close(single.x[0], res.x[b], rtol=1e-8, atol=1e-10)
         assert int(single.iterations[0]) == int(res.iterations[b])
+
+
+def test_trace_from_csv_names_the_line_of_a_damaged_row(tmp_path):
+    """A damaged trace.csv is a ValueError naming the file and the line (issue 15): a short or
+    long row, an unknown branch label, a non-number, a negative or out-of-batch sample, a
+    repeated sample; nothing is silently wrapped or overwritten."""
+    p, x0 = _mixed_batch()
+    res = fast_solver(lo.ELDA, **LOOSE).run(p, x0)
+    path = tmp_path / "trace.csv"
+    res.trace.to_csv(path)
+    lines = path.read_text().splitlines()
+    header, first = lines[0], lines[1].split(",")
+    col = {name: i for i, name in enumerate(header.split(","))}
+
+    def damaged(edit):
+        row = list(first)
+        edit(row)
+        bad = tmp_path / "bad.csv"
+        bad.write_text("\n".join([header, ",".join(row), *lines[2:]]) + "\n")
+        return bad
+
+    cases = [
+        (lambda r: r.pop(), r"line 2: the row has fewer columns"),
+        (lambda r: r.append("1"), r"line 2: the row has more columns"),
+        (lambda r: r.__setitem__(col["branch"], "w"), r"line 2: not a Trace row \(KeyError"),
+        (lambda r: r.__setitem__(col["phi_eps"], "abc"), r"line 2: not a Trace row \(ValueError"),
+        (lambda r: r.__setitem__(col["sample"], "-1"), r"line 2: iteration and sample must be >= 0"),
+    ]
+    for edit, message in cases:
+        with pytest.raises(ValueError, match=message):
+            lo.Trace.from_csv(damaged(edit))
+    with pytest.raises(ValueError, match="sample 7 is outside the batch of 3"):
+        lo.Trace.from_csv(damaged(lambda r: r.__setitem__(col["sample"], "7")), batch_size=3)
+    repeated = tmp_path / "rep.csv"
+    repeated.write_text("\n".join([header, lines[1], lines[1], *lines[2:]]) + "\n")
+    with pytest.raises(ValueError, match="iteration 0 lists a sample more than once"):
+        lo.Trace.from_csv(repeated)
