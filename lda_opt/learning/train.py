@@ -38,6 +38,7 @@ bit for bit (``tests/test_faults.py``).  A tqdm bar shows the loss and the valid
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -286,41 +287,139 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
         torch.set_num_threads(threads_before)
 
 
-def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after: int | None, data) -> dict:
+def _adam(net: LDANet, tc) -> torch.optim.Optimizer:
+    """A fresh Adam over ``net`` with the config's ``lr`` and ``betas`` (a new one per stage)."""
+    return torch.optim.Adam(net.parameters(), lr=tc.lr, betas=tuple(tc.betas))
+
+
+def _resume_run(config: TrainConfig, out: Path, plan: list, cfg_dict: dict, net: LDANet, make_opt):
+    """Restore ``net`` and the optimiser from ``out/state.*``; returns ``(opt, summary, log,
+    start epoch, seconds before, best)``. An extending config rewrites ``config.json``; a best
+    epoch of a stage that is no longer the final one is dropped."""
+    if not (out / STATE_FILE).is_file():
+        raise ValueError(f"resume: no {STATE_FILE} in {out}")
+    tensors, info = _load_state(out)
+    before = TrainConfig.from_dict(info.get("config"))
+    if before.to_dict() != cfg_dict:
+        if not extends(config, before):
+            raise ValueError(f"resume: the config differs from the one {out} was trained with (it may only "
+                             "append stages: a larger train.phases, the earlier stages and everything else unchanged)")
+        _write_json(out / CONFIG_FILE, cfg_dict)
+    opt = _restore(net, tensors, info, make_opt)
+    summary = info["summary"]
+    best = info.get("best")
+    if best is not None and plan[best["epoch"] - 1][0] != len(config.train.stages()) - 1:
+        best = None  # an extended run: the best of a stage that is no longer the final one
+    return opt, summary, list(summary["epochs"]), int(info["epoch"]), float(info.get("seconds", 0.0)), best
+
+
+def _progress_bar(config: TrainConfig, quiet: bool, start: int, end: int, steps_per_epoch: int):
+    """A tqdm bar over the steps of epochs ``start..end-1``, or None (quiet, no terminal,
+    nothing to train)."""
+    if quiet or not sys.stderr.isatty() or start >= end:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=(end - start) * steps_per_epoch, desc=config.name, leave=True)
+
+
+def _train_epoch(net: LDANet, opt: torch.optim.Optimizer, tr: Measurement, config: TrainConfig, plan: list, e: int,
+                 steps_per_epoch: int, bar, log: list[dict]) -> tuple[float, int]:
+    """One epoch of Adam steps over a seeded permutation of ``tr`` (epoch ``e`` of ``plan``); a step with a non-finite loss is skipped. Returns ``(sum of batch loss x batch
+    size, skipped steps)``."""
+    tc = config.train
+    stage, K, j = plan[e]
+    stage_steps = tc.stages()[stage][1] * steps_per_epoch
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + e)
+    perm = torch.randperm(tr.y.shape[0], generator=gen)
+    total, skipped = 0.0, 0
+    for s in range(steps_per_epoch):
+        idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
+        lr = tc.lr_at(j * steps_per_epoch + s, stage_steps, stage)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        b = tr.select(idx)
+        x, _ = net(net.problem(b.fidelity()), b.x0)
+        loss = reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
+        opt.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            opt.step()
+        else:
+            skipped += 1
+        fault_point("step")
+        total += float(loss.detach()) * len(idx)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(K=K, loss=f"{float(loss):.4g}", val_psnr=f"{log[-1]['val_psnr']:.2f}" if log else "-")
+    return total, skipped
+
+
+def _epoch_record(net: LDANet, opt: torch.optim.Optimizer, va: Measurement, tc, plan: list, e: int,
+                  total: float, skipped: int, n: int, steps_per_epoch: int, t0: float) -> dict:
+    """Validate ``net`` on ``va`` after epoch ``e``; the epoch's ``log.json`` entry."""
+    stage, K, j = plan[e]
+    val = evaluate(net, va, batch_size=max(tc.batch_size, 64), ssim_weight=tc.ssim_weight)
+    pp = {k: [float(t) for t in v.detach()] for k, v in net.phase_params().items()}
+    return {"epoch": e + 1, "stage": stage + 1, "phases": K, "epoch_in_stage": j + 1,
+            "train_loss": total / n, "val_loss": val["loss"], "val_psnr": val["psnr"], "val_ssim": val["ssim"],
+            "steps": steps_per_epoch, "skipped_steps": skipped, "lr_last": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+            "eps0": float(net.eps0.detach()), **pp}
+
+
+def _save_epoch(out: Path, net: LDANet, opt: torch.optim.Optimizer, config: TrainConfig, cfg_dict: dict,
+                plan: list, log: list[dict], seconds: float, x0_psnr: float, tr: Measurement, va: Measurement,
+                best: dict | None) -> tuple[dict, dict | None]:
+    """After the epoch ``log[-1]``: the model (and, selecting ``best_val``, the best final-stage)
+    checkpoint, the resumable state and ``log.json``. Returns ``(summary, best)``."""
     tc = config.train
     stages = tc.stages()
-    plan = [(s, K, j) for s, (K, E) in enumerate(stages) for j in range(E)]  # (stage, phases, epoch in stage)
+    rec = log[-1]
+    e, stage = rec["epoch"] - 1, rec["stage"] - 1
+    n = tr.y.shape[0]
+    training = {"epochs": e + 1, "steps": sum(r["steps"] for r in log), "samples_seen": (e + 1) * n,
+                "seconds": seconds, "threads": tc.threads, "final_val_psnr": rec["val_psnr"],
+                "stages": [list(st) for st in stages], "train_samples": n, "val_samples": va.y.shape[0]}
+    save_checkpoint(net.features, out / MODEL_FILE, **checkpoint_metadata(net, config, training))
+    if tc.select == "best_val" and stage == len(stages) - 1 and (best is None or rec["val_psnr"] > best["val_psnr"]):
+        best = {"epoch": e + 1, "val_psnr": rec["val_psnr"]}
+        save_checkpoint(net.features, out / BEST_FILE, **checkpoint_metadata(net, config, training))
+    summary = {"name": config.name, "config": cfg_dict, "val_psnr_x0": x0_psnr, "epochs": log, "budget": training,
+               "parameters": net.num_parameters(), "complete": e + 1 == len(plan), "best": best}
+    _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "summary": summary,
+                                "seconds": seconds, "best": best})
+    _write_json(out / LOG_FILE, summary)
+    return summary, best
+
+
+def _finish(out: Path, bar, log: list[dict], summary: dict | None, start: int, end: int, plan: list, name: str) -> dict:
+    """Close the bar; a resumed run with nothing left rewrites the log and curves from the state;
+    returns ``log.json``."""
+    if bar is not None:
+        bar.close()
+    if not log:
+        raise ValueError("nothing to train: the config has no epochs")
+    if start >= end:  # resumed with nothing left to train: the log and curves from the state
+        summary = dict(summary, complete=start == len(plan))
+        _write_json(out / LOG_FILE, summary)
+        _plot(out, log, name)
+    return json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after: int | None, data) -> dict:
+    tc = config.train
+    plan = [(s, K, j) for s, (K, E) in enumerate(tc.stages()) for j in range(E)]  # (stage, phases, epoch in stage)
     cfg_dict = config.to_dict()
-
-    def make_opt(net: LDANet) -> torch.optim.Optimizer:
-        return torch.optim.Adam(net.parameters(), lr=tc.lr, betas=tuple(tc.betas))
-
+    make_opt = functools.partial(_adam, tc=tc)
     net = build_net(config)
     opt = make_opt(net)
     log: list[dict] = []
-    start = 0
-    seconds_before = 0.0
+    start, seconds_before = 0, 0.0
     best = None  # {"epoch", "val_psnr"}: the best validation epoch of the final stage so far
     summary = None
     remove_stale_temps(out, _RUN_FILES)  # what a killed run left (this run owns the directory)
     if resume:
-        if not (out / STATE_FILE).is_file():
-            raise ValueError(f"resume: no {STATE_FILE} in {out}")
-        tensors, info = _load_state(out)
-        before = TrainConfig.from_dict(info.get("config"))
-        if before.to_dict() != cfg_dict:
-            if not extends(config, before):
-                raise ValueError(f"resume: the config differs from the one {out} was trained with (it may only "
-                                 "append stages: a larger train.phases, the earlier stages and everything else unchanged)")
-            _write_json(out / CONFIG_FILE, cfg_dict)
-        opt = _restore(net, tensors, info, make_opt)
-        summary = info["summary"]
-        log = list(summary["epochs"])
-        start = int(info["epoch"])
-        seconds_before = float(info.get("seconds", 0.0))
-        best = info.get("best")
-        if best is not None and plan[best["epoch"] - 1][0] != len(stages) - 1:
-            best = None  # an extended run: the best of a stage that is no longer the final one
+        opt, summary, log, start, seconds_before, best = _resume_run(config, out, plan, cfg_dict, net, make_opt)
     else:
         _write_json(out / CONFIG_FILE, cfg_dict)
     if data is None:
@@ -330,71 +429,20 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
     n = tr.y.shape[0]
     steps_per_epoch = -(-n // tc.batch_size)
     end = len(plan) if stop_after is None else min(len(plan), stop_after)
-    bar = None
-    if not quiet and sys.stderr.isatty() and start < end:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=(end - start) * steps_per_epoch, desc=config.name, leave=True)
+    bar = _progress_bar(config, quiet, start, end, steps_per_epoch)
     t_run = time.perf_counter()
     for e in range(start, end):
-        stage, K, j = plan[e]
+        K = plan[e][1]
         if K != net.phases:  # stage boundary: warm start with more phases, fresh Adam
             net.grow(K)
             opt = make_opt(net)
         t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + e)
-        perm = torch.randperm(n, generator=gen)
-        total, skipped = 0.0, 0
-        for s in range(steps_per_epoch):
-            idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
-            lr = tc.lr_at(j * steps_per_epoch + s, stages[stage][1] * steps_per_epoch, stage)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            b = tr.select(idx)
-            x, _ = net(net.problem(b.fidelity()), b.x0)
-            loss = reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
-            opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                opt.step()
-            else:
-                skipped += 1
-            fault_point("step")
-            total += float(loss.detach()) * len(idx)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(K=K, loss=f"{float(loss):.4g}", val_psnr=f"{log[-1]['val_psnr']:.2f}" if log else "-")
-        val = evaluate(net, va, batch_size=max(tc.batch_size, 64), ssim_weight=tc.ssim_weight)
-        pp = {k: [float(t) for t in v.detach()] for k, v in net.phase_params().items()}
-        rec = {"epoch": e + 1, "stage": stage + 1, "phases": K, "epoch_in_stage": j + 1,
-               "train_loss": total / n, "val_loss": val["loss"], "val_psnr": val["psnr"], "val_ssim": val["ssim"],
-               "steps": steps_per_epoch, "skipped_steps": skipped, "lr_last": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-               "eps0": float(net.eps0.detach()), **pp}
-        log.append(rec)
+        total, skipped = _train_epoch(net, opt, tr, config, plan, e, steps_per_epoch, bar, log)
+        log.append(_epoch_record(net, opt, va, tc, plan, e, total, skipped, n, steps_per_epoch, t0))
         if bar is not None:
-            bar.set_postfix(K=K, loss=f"{rec['train_loss']:.4g}", val_psnr=f"{val['psnr']:.2f}")
+            bar.set_postfix(K=K, loss=f"{log[-1]['train_loss']:.4g}", val_psnr=f"{log[-1]['val_psnr']:.2f}")
         seconds = seconds_before + (time.perf_counter() - t_run)
-        training = {"epochs": e + 1, "steps": sum(r["steps"] for r in log), "samples_seen": (e + 1) * n,
-                    "seconds": seconds, "threads": tc.threads, "final_val_psnr": val["psnr"],
-                    "stages": [list(st) for st in stages], "train_samples": n, "val_samples": va.y.shape[0]}
-        save_checkpoint(net.features, out / MODEL_FILE, **checkpoint_metadata(net, config, training))
-        if tc.select == "best_val" and stage == len(stages) - 1 and (best is None or val["psnr"] > best["val_psnr"]):
-            best = {"epoch": e + 1, "val_psnr": val["psnr"]}
-            save_checkpoint(net.features, out / BEST_FILE, **checkpoint_metadata(net, config, training))
-        summary = {"name": config.name, "config": cfg_dict, "val_psnr_x0": x0_psnr, "epochs": log, "budget": training,
-                   "parameters": net.num_parameters(), "complete": e + 1 == len(plan), "best": best}
-        _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "summary": summary,
-                                    "seconds": seconds, "best": best})
-        _write_json(out / LOG_FILE, summary)
+        summary, best = _save_epoch(out, net, opt, config, cfg_dict, plan, log, seconds, x0_psnr, tr, va, best)
         if e + 1 == end or plan[e + 1][1] != K:  # the curves: at every stage end and at the stop
             _plot(out, log, config.name)
-    if bar is not None:
-        bar.close()
-    if not log:
-        raise ValueError("nothing to train: the config has no epochs")
-    if start >= end:  # resumed with nothing left to train: the log and curves from the state
-        summary = dict(summary, complete=start == len(plan))
-        _write_json(out / LOG_FILE, summary)
-        _plot(out, log, config.name)
-    info = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
-    return info
+    return _finish(out, bar, log, summary, start, end, plan, config.name)
