@@ -434,6 +434,75 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict:
     return config
 
 
+def _check_same_save(weights: Path, cfg_file: Path, meta: dict, config: dict) -> None:
+    """Refuse a weight file whose header ``save_id`` is not the config's."""
+    if meta.get("save_id") != config["save_id"]:
+        raise ValueError(
+            f"{weights} and {cfg_file} come from different saves "
+            f"(save_id {meta.get('save_id')!r} != {config['save_id']!r})"
+        )
+
+
+def _check_header_matches(weights: Path, architecture: dict, infos: dict) -> None:
+    """Compare the header's tensors with the architecture the config declares, before anything
+    is allocated (a config that lies about the sizes costs nothing); every missing, unexpected,
+    mis-shaped and wrongly typed key is listed."""
+    expected = _expected_state(architecture)
+    missing = sorted(set(expected) - set(infos))
+    unexpected = sorted(set(infos) - set(expected))
+    shapes = sorted(
+        f"{k}: file {infos[k].shape} != model {expected[k][0]}"
+        for k in set(expected) & set(infos)
+        if infos[k].shape != expected[k][0]
+    )
+    dtypes = sorted(
+        f"{k}: file {infos[k].dtype} != model {expected[k][1]}"
+        for k in set(expected) & set(infos)
+        if not _same_kind(infos[k].dtype, expected[k][1])
+    )
+    if missing or unexpected or shapes or dtypes:
+        raise ValueError(
+            f"{weights}: weights do not match the architecture "
+            f"{architecture['class']}: missing keys {missing}, "
+            f"unexpected keys {unexpected}, shape mismatches {shapes}"
+            + (f", dtype mismatches {dtypes}" if dtypes else "")
+        )
+
+
+def _load_tensors(weights: Path, infos: dict) -> dict[str, torch.Tensor]:
+    """The file's tensors on the CPU, refused if they are not the ones its header declared."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{weights}: corrupted safetensors file ({exc})") from None
+    if {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()} != {
+            k: (i.shape, i.dtype) for k, i in infos.items()}:  # the file changed since its header was read
+        raise ValueError(f"{weights}: the file changed while it was being loaded")
+    return tensors
+
+
+def _build_loaded(architecture: dict, cfg_file: Path, tensors: dict[str, torch.Tensor],
+                  dtype: torch.dtype | None, device: str | torch.device | None) -> nn.Module:
+    """Build ``architecture``, load ``tensors`` bit-exactly (strict), then cast / move on request."""
+    try:
+        module = build_architecture(architecture)
+    except RecursionError:
+        raise ValueError(f"{cfg_file}: architecture spec is nested too deeply") from None
+    # adopt the saved dtype first so loading is bit-exact, then cast on request
+    saved_dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(saved_dtypes) == 1:
+        module = module.to(saved_dtypes.pop())
+    module.load_state_dict(tensors, strict=True)
+    if dtype is not None:
+        module = module.to(dtype)
+    if device is not None:
+        module = module.to(device)
+    return module
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     device: str | torch.device | None = None,
@@ -464,9 +533,6 @@ def load_checkpoint(
     allocated beyond the file's size before a lie is refused; no code in the files runs
     (``json`` and ``safetensors`` only, never ``pickle``/``torch.load``).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
     config = read_checkpoint_config(path)
@@ -474,53 +540,10 @@ def load_checkpoint(
     cfg_file = config_path(weights)
 
     infos, meta = _read_safetensors_header(weights)
-    if meta.get("save_id") != config["save_id"]:
-        raise ValueError(
-            f"{weights} and {cfg_file} come from different saves "
-            f"(save_id {meta.get('save_id')!r} != {config['save_id']!r})"
-        )
-    # the architecture the config declares, compared with the header before anything is
-    # allocated: a config that lies about the sizes costs nothing
-    expected = _expected_state(config["architecture"])
-    missing = sorted(set(expected) - set(infos))
-    unexpected = sorted(set(infos) - set(expected))
-    shapes = sorted(
-        f"{k}: file {infos[k].shape} != model {expected[k][0]}"
-        for k in set(expected) & set(infos)
-        if infos[k].shape != expected[k][0]
-    )
-    dtypes = sorted(
-        f"{k}: file {infos[k].dtype} != model {expected[k][1]}"
-        for k in set(expected) & set(infos)
-        if not _same_kind(infos[k].dtype, expected[k][1])
-    )
-    if missing or unexpected or shapes or dtypes:
-        raise ValueError(
-            f"{weights}: weights do not match the architecture "
-            f"{config['architecture']['class']}: missing keys {missing}, "
-            f"unexpected keys {unexpected}, shape mismatches {shapes}"
-            + (f", dtype mismatches {dtypes}" if dtypes else "")
-        )
-    try:
-        tensors = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{weights}: corrupted safetensors file ({exc})") from None
-    if {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()} != {
-            k: (i.shape, i.dtype) for k, i in infos.items()}:  # the file changed since its header was read
-        raise ValueError(f"{weights}: the file changed while it was being loaded")
-    try:
-        module = build_architecture(config["architecture"])
-    except RecursionError:
-        raise ValueError(f"{cfg_file}: architecture spec is nested too deeply") from None
-    # adopt the saved dtype first so loading is bit-exact, then cast on request
-    saved_dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
-    if len(saved_dtypes) == 1:
-        module = module.to(saved_dtypes.pop())
-    module.load_state_dict(tensors, strict=True)
-    if dtype is not None:
-        module = module.to(dtype)
-    if device is not None:
-        module = module.to(device)
+    _check_same_save(weights, cfg_file, meta, config)
+    _check_header_matches(weights, config["architecture"], infos)
+    tensors = _load_tensors(weights, infos)
+    module = _build_loaded(config["architecture"], cfg_file, tensors, dtype, device)
     return Checkpoint(
         module=module,
         metadata=config["metadata"],
