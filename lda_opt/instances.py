@@ -108,6 +108,75 @@ def _features(regularizer: str) -> nn.Module:
     return F.FiniteDifference() if regularizer == "tv" else F.Identity()
 
 
+def _checked_numbers(kind: str, size, ratio, noise, weight, seed, sensing_seed) -> tuple:
+    """Validate :func:`make_instance`'s numbers and fill in the per-kind defaults; returns
+    ``(size, ratio, noise, weight, seed, sensing_seed)``."""
+    size = _DEFAULT_SIZE[kind] if size is None else size
+    size = integer("size", size, 4, MAX_SIZE, kind_error=ValueError)
+    noise = real("noise", _DEFAULT_NOISE[kind] if noise is None else noise, 0, lo_open=False)
+    if kind != "tv-denoise":
+        ratio = real("ratio", _DEFAULT_RATIO[kind] if ratio is None else ratio, 0, 1, hi_open=False)
+    elif ratio is not None:
+        raise ValueError("ratio applies to --problem cs and mri only")
+    if weight is None:
+        weight = _DEFAULT_WEIGHT[kind]
+    real("weight", weight, 0, kind_error=ValueError)
+    seed = integer("seed", seed, 0, kind_error=ValueError)
+    sensing_seed = seed if sensing_seed is None else sensing_seed
+    return size, ratio, noise, weight, seed, sensing_seed
+
+
+def _tv_instance(truth: torch.Tensor, q, weight, noise, seed: int, dtype: torch.dtype, device: torch.device,
+                 meta: dict) -> Instance:
+    """TV denoising: ``y = truth + noise`` (Gaussian, seeded by ``seed``), ``x0 = y``."""
+    y = DenoiseTask(noise=noise, noise_seed=seed).measure(truth).y.to(device=device, dtype=dtype)
+    problem = Problem(LeastSquares(Identity(), y), q, weight)
+    return Instance("tv-denoise", problem, y.clone(), truth.to(device=device, dtype=dtype),
+                    lambda x: x, meta)
+
+
+def _cs_instance(truth: torch.Tensor, q, weight, size: int, ratio, noise, seed: int, sensing_seed: int, task,
+                 dtype: torch.dtype, device: torch.device, meta: dict) -> Instance:
+    """Block compressed sensing with ``task`` (default: a :class:`~lda_opt.tasks.BlockCSTask`
+    of ``ratio`` drawn with ``sensing_seed``)."""
+    from .data import block_cs as bcs
+
+    if task is None:
+        task = BlockCSTask(ratio, matrix_seed=sensing_seed)
+    # b = A x + noise (seed ``seed``, a checkpoint's task too), x0 = Q b (LDA Sec. 4.2.1);
+    # meta["task"] records the sensing model, meta["noise"] and meta["seed"] the noise
+    m = dataclasses.replace(task, noise=noise, noise_seed=seed).measure(truth)
+    A64 = task.matrices(torch.float64)[0]
+    A = Matrix(A64.to(device=device, dtype=dtype), image_shape=(1, bcs.BLOCK_SIZE, bcs.BLOCK_SIZE))
+    problem = Problem(LeastSquares(A, m.y.to(device=device, dtype=dtype)), q, weight)
+    meta.update(ratio=task.ratio, sensing_seed=task.matrix_seed, blocks=int(m.y.shape[0]),
+                measurements=int(A64.shape[0]), task=task.metadata())
+    return Instance("cs", problem, m.x0.to(device=device, dtype=dtype),
+                    truth.to(device=device, dtype=dtype),
+                    lambda x: bcs.blocks_to_image(x, size, size), meta)
+
+
+def _mri_instance(truth: torch.Tensor, q, weight, size: int, ratio, mask: str, noise, seed: int,
+                  sensing_seed: int, task, dtype: torch.dtype, device: torch.device, meta: dict) -> Instance:
+    """MRI with ``task`` (default: an :class:`~lda_opt.tasks.MRITask` of ``ratio`` and
+    ``mask`` drawn with ``sensing_seed``; a checkpoint's task must match ``size``), in the
+    complex dtype matching ``dtype``."""
+    if task is None:
+        task = MRITask(ratio, mask=mask, mask_seed=sensing_seed, shape=(size, size), noise=noise,
+                       noise_seed=seed)
+    elif tuple(task.shape) != (size, size):
+        raise ValueError(f"size must be {task.shape[0]} for this checkpoint's MRI mask "
+                         f"(trained on {task.shape[0]} x {task.shape[1]}); got {size}")
+    m = task.measure(truth.to(torch.complex128))
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    A = MRI(m.operator.mask.to(device=device, dtype=dtype))
+    y = m.y.to(device=device, dtype=cdtype)
+    problem = Problem(LeastSquares(A, y), q, weight)
+    meta.update(ratio=task.ratio, mask=task.mask, sensing_seed=task.mask_seed, noise=task.noise,
+                sampling_ratio=float(m.operator.mask.double().mean()), task=task.metadata())
+    return Instance("mri", problem, A.H(y), m.truth.to(device=device, dtype=cdtype), lambda x: x, meta)
+
+
 def make_instance(kind: str, *, image: str | None = None, size: int | None = None,
                   ratio: float | None = None, mask: str = "radial", noise: float | None = None,
                   regularizer: str = "tv", weight: float | None = None,
@@ -133,18 +202,8 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     choice("regularizer", regularizer, REGULARIZERS)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
-    size = _DEFAULT_SIZE[kind] if size is None else size
-    size = integer("size", size, 4, MAX_SIZE, kind_error=ValueError)
-    noise = real("noise", _DEFAULT_NOISE[kind] if noise is None else noise, 0, lo_open=False)
-    if kind != "tv-denoise":
-        ratio = real("ratio", _DEFAULT_RATIO[kind] if ratio is None else ratio, 0, 1, hi_open=False)
-    elif ratio is not None:
-        raise ValueError("ratio applies to --problem cs and mri only")
-    if weight is None:
-        weight = _DEFAULT_WEIGHT[kind]
-    real("weight", weight, 0, kind_error=ValueError)
-    seed = integer("seed", seed, 0, kind_error=ValueError)
-    sensing_seed = seed if sensing_seed is None else sensing_seed
+    size, ratio, noise, weight, seed, sensing_seed = _checked_numbers(kind, size, ratio, noise, weight, seed,
+                                                                       sensing_seed)
     device = torch.device(device)
     q = _features(regularizer) if features is None else features
     truth = load_truth(kind, image, size, torch.float64)
@@ -156,39 +215,7 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     if task is not None and task.kind != {"cs": "block-cs", "mri": "mri"}.get(kind):
         raise ValueError(f"the checkpoint's task is {task.kind!r}; it cannot serve --problem {kind}")
     if kind == "tv-denoise":
-        y = DenoiseTask(noise=noise, noise_seed=seed).measure(truth).y.to(device=device, dtype=dtype)
-        problem = Problem(LeastSquares(Identity(), y), q, weight)
-        return Instance(kind, problem, y.clone(), truth.to(device=device, dtype=dtype),
-                        lambda x: x, meta)
-
+        return _tv_instance(truth, q, weight, noise, seed, dtype, device, meta)
     if kind == "cs":
-        from .data import block_cs as bcs
-
-        if task is None:
-            task = BlockCSTask(ratio, matrix_seed=sensing_seed)
-        # b = A x + noise (seed ``seed``, a checkpoint's task too), x0 = Q b (LDA Sec. 4.2.1);
-        # meta["task"] records the sensing model, meta["noise"] and meta["seed"] the noise
-        m = dataclasses.replace(task, noise=noise, noise_seed=seed).measure(truth)
-        A64 = task.matrices(torch.float64)[0]
-        A = Matrix(A64.to(device=device, dtype=dtype), image_shape=(1, bcs.BLOCK_SIZE, bcs.BLOCK_SIZE))
-        problem = Problem(LeastSquares(A, m.y.to(device=device, dtype=dtype)), q, weight)
-        meta.update(ratio=task.ratio, sensing_seed=task.matrix_seed, blocks=int(m.y.shape[0]),
-                    measurements=int(A64.shape[0]), task=task.metadata())
-        return Instance(kind, problem, m.x0.to(device=device, dtype=dtype),
-                        truth.to(device=device, dtype=dtype),
-                        lambda x: bcs.blocks_to_image(x, size, size), meta)
-
-    if task is None:
-        task = MRITask(ratio, mask=mask, mask_seed=sensing_seed, shape=(size, size), noise=noise,
-                       noise_seed=seed)
-    elif tuple(task.shape) != (size, size):
-        raise ValueError(f"size must be {task.shape[0]} for this checkpoint's MRI mask "
-                         f"(trained on {task.shape[0]} x {task.shape[1]}); got {size}")
-    m = task.measure(truth.to(torch.complex128))
-    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    A = MRI(m.operator.mask.to(device=device, dtype=dtype))
-    y = m.y.to(device=device, dtype=cdtype)
-    problem = Problem(LeastSquares(A, y), q, weight)
-    meta.update(ratio=task.ratio, mask=task.mask, sensing_seed=task.mask_seed, noise=task.noise,
-                sampling_ratio=float(m.operator.mask.double().mean()), task=task.metadata())
-    return Instance(kind, problem, A.H(y), m.truth.to(device=device, dtype=cdtype), lambda x: x, meta)
+        return _cs_instance(truth, q, weight, size, ratio, noise, seed, sensing_seed, task, dtype, device, meta)
+    return _mri_instance(truth, q, weight, size, ratio, mask, noise, seed, sensing_seed, task, dtype, device, meta)
