@@ -247,95 +247,127 @@ class TorchDualConfig:
             raise ValueError(f"lr_final must be <= lr = {self.lr}; got {self.lr_final}")
 
 
+class _DualOps:
+    """The tensors of a :class:`DualProblem` and the linear maps of :func:`solve_dual_torch`;
+    ``V = [W; Wp]`` is (2, P, m2)."""
+
+    def __init__(self, problem: DualProblem, penalty: float) -> None:
+        self.Y = torch.as_tensor(problem.Y)
+        self.x = torch.as_tensor(problem.x)
+        self.q = torch.as_tensor(problem.q)
+        self.sq = torch.as_tensor(problem.sign.astype(np.float64))  # s_ji (see TorchDualConfig)
+        self.P, self.m2 = problem.n_patterns, self.Y.shape[1]
+        self.beta, self.pen = problem.beta, penalty
+        self.sgn = torch.tensor([-1.0, 1.0], dtype=torch.float64)[:, None, None]  # V = [W; Wp]
+
+    def out(self, V):  # (2, P, m2) -> (I,):  sum_j Q_j Y (Wp_j - W_j)
+        return ((V * self.sgn).sum(0) @ self.Y.T * self.q).sum(0)
+
+    def Kop(self, V):  # (2, P, m2) -> (2, P, I)
+        return self.sq * (V @ self.Y.T)
+
+    def Kop_t(self, L):  # (2, P, I) -> (2, P, m2)
+        return (self.sq * L) @ self.Y
+
+    def penalised(self, V) -> float:
+        r = self.out(V) - self.x
+        return float(r @ r + 2 * self.beta * V.norm(dim=2).sum() + self.pen * torch.relu(-self.Kop(V)).sum())
+
+
+def _dual_adam(ops: _DualOps, config: TorchDualConfig, bar, hist: np.ndarray) -> torch.Tensor:
+    """The paper's dual training: Adam on the penalised objective with a cosine decay from
+    ``lr`` to ``lr_final``; returns the iterate of the lowest value seen (``hist`` filled)."""
+    g = torch.Generator().manual_seed(config.seed)
+    V = config.init_scale * torch.randn(2, ops.P, ops.m2, generator=g, dtype=torch.float64)
+    V.requires_grad_(True)
+    opt = torch.optim.Adam([V], lr=config.lr)
+    decay = config.lr_final / config.lr
+    best = (math.inf, V.detach().clone())
+    for k in bar:
+        for group in opt.param_groups:  # cosine decay from lr to lr_final
+            group["lr"] = config.lr * (
+                decay + (1 - decay) * 0.5 * (1 + math.cos(math.pi * k / config.iters)))
+        opt.zero_grad(set_to_none=True)
+        r = ops.out(V) - ops.x
+        loss = r @ r + 2 * ops.beta * V.norm(dim=2).sum() + ops.pen * torch.relu(-ops.Kop(V)).sum()
+        hist[k] = float(loss.detach())
+        if hist[k] < best[0]:
+            best = (hist[k], V.detach().clone())
+        loss.backward()
+        opt.step()
+    return best[1]
+
+
+def _admm_system(ops: _DualOps, config: TorchDualConfig) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The ADMM V-step's system: the Cholesky factor of ``H + rho (K^T K + I)``, the constant
+    right-hand side and ``rho``."""
+    Y, P, m2 = ops.Y, ops.P, ops.m2
+    # A = [-B, B] with B = [Q_1 Y, ..., Q_P Y] (I x P m2); K^T K block diagonal.
+    B = (ops.q.T[:, :, None] * Y[:, None, :]).reshape(Y.shape[0], P * m2)
+    M = B.T @ B
+    n = 2 * P * m2
+    H = torch.zeros(n, n, dtype=torch.float64)
+    h = P * m2
+    H[:h, :h], H[h:, h:], H[:h, h:], H[h:, :h] = 2 * M, 2 * M, -2 * M, -2 * M
+    rho = config.rho_scale * float(torch.diagonal(H).mean())
+    KtK = torch.einsum("pi,ia,ib->pab", ops.sq * ops.sq, Y, Y)  # (P, m2, m2), same for W and Wp
+    for b in range(2):
+        for j in range(P):
+            o = b * h + j * m2
+            H[o:o + m2, o:o + m2] += rho * KtK[j]
+    H += rho * torch.eye(n, dtype=torch.float64)
+    L = torch.linalg.cholesky(H)
+    rhs0 = 2 * torch.cat([-(B.T @ ops.x), B.T @ ops.x])
+    return L, rhs0, rho
+
+
+def _dual_admm(ops: _DualOps, config: TorchDualConfig, bar, hist: np.ndarray) -> tuple[torch.Tensor, float]:
+    """ADMM with splittings ``Z = V`` (group soft-threshold) and ``C = K V`` (hinge prox);
+    one loop, kept whole so the iteration reads as the algorithm. Returns ``(Z, rho)``
+    (``hist`` filled with the penalised value of each ``Z``)."""
+    L, rhs0, rho = _admm_system(ops, config)
+    Z = torch.zeros(2, ops.P, ops.m2, dtype=torch.float64)
+    U = torch.zeros_like(Z)
+    C = torch.zeros(2, ops.P, ops.Y.shape[0], dtype=torch.float64)
+    T = torch.zeros_like(C)
+    thr, tp = 2 * ops.beta / rho, ops.pen / rho
+    for k in bar:
+        rhs = rhs0 + rho * (Z - U + ops.Kop_t(C - T)).reshape(-1)
+        V = torch.cholesky_solve(rhs[:, None], L)[:, 0].reshape(2, ops.P, ops.m2)
+        A_ = V + U
+        nz = A_.norm(dim=2, keepdim=True)
+        Z = A_ * torch.clamp(1.0 - thr / torch.clamp(nz, min=1e-300), min=0.0)
+        KV = ops.Kop(V)
+        D = KV + T  # prox of tp * max(0, -c): shift up by tp below -tp, 0 on [-tp, 0]
+        C = torch.where(D > 0, D, torch.where(D < -tp, D + tp, torch.zeros_like(D)))
+        U = U + V - Z
+        T = T + KV - C
+        hist[k] = ops.penalised(Z)
+    return Z, rho
+
+
 def solve_dual_torch(
     problem: DualProblem, config: TorchDualConfig, *, progress: bool = False
 ) -> DualSolution:
-    """Minimise (22) + ``penalty * sum_j,i max(0, -s_ji (Y w_j)_i)`` over ``w, w'``."""
+    """Minimise (22) + ``penalty * sum_j,i max(0, -s_ji (Y w_j)_i)`` over ``w, w'``.
+
+    Each method's iteration stays one function (:func:`_dual_adam`, :func:`_dual_admm`),
+    so its loop reads as the algorithm; the operators and the ADMM system are set up apart.
+    """
     import time
 
     from tqdm.auto import tqdm
 
-    Y = torch.as_tensor(problem.Y)
-    x = torch.as_tensor(problem.x)
-    q = torch.as_tensor(problem.q)
-    sq = torch.as_tensor(problem.sign.astype(np.float64))  # s_ji (see TorchDualConfig)
-    P, m2 = problem.n_patterns, Y.shape[1]
-    beta, pen = problem.beta, config.penalty
-    sgn = torch.tensor([-1.0, 1.0], dtype=torch.float64)[:, None, None]  # V = [W; Wp]
-
-    def out(V):  # (2, P, m2) -> (I,):  sum_j Q_j Y (Wp_j - W_j)
-        return ((V * sgn).sum(0) @ Y.T * q).sum(0)
-
-    def Kop(V):  # (2, P, m2) -> (2, P, I)
-        return sq * (V @ Y.T)
-
-    def Kop_t(L):  # (2, P, I) -> (2, P, m2)
-        return (sq * L) @ Y
-
-    def penalised(V) -> float:
-        r = out(V) - x
-        return float(r @ r + 2 * beta * V.norm(dim=2).sum() + pen * torch.relu(-Kop(V)).sum())
-
+    ops = _DualOps(problem, config.penalty)
     hist = np.empty(config.iters)
     bar = tqdm(range(config.iters), disable=not progress, desc=f"dual ({config.method})",
                leave=False)
     t0 = time.perf_counter()
     if config.method == "adam":
-        g = torch.Generator().manual_seed(config.seed)
-        V = config.init_scale * torch.randn(2, P, m2, generator=g, dtype=torch.float64)
-        V.requires_grad_(True)
-        opt = torch.optim.Adam([V], lr=config.lr)
-        decay = config.lr_final / config.lr
-        best = (math.inf, V.detach().clone())
-        for k in bar:
-            for group in opt.param_groups:  # cosine decay from lr to lr_final
-                group["lr"] = config.lr * (
-                    decay + (1 - decay) * 0.5 * (1 + math.cos(math.pi * k / config.iters)))
-            opt.zero_grad(set_to_none=True)
-            r = out(V) - x
-            loss = r @ r + 2 * beta * V.norm(dim=2).sum() + pen * torch.relu(-Kop(V)).sum()
-            hist[k] = float(loss.detach())
-            if hist[k] < best[0]:
-                best = (hist[k], V.detach().clone())
-            loss.backward()
-            opt.step()
-        V = best[1]
+        V = _dual_adam(ops, config, bar, hist)
         status = "completed"
     else:
-        # A = [-B, B] with B = [Q_1 Y, ..., Q_P Y] (I x P m2); K^T K block diagonal.
-        B = (q.T[:, :, None] * Y[:, None, :]).reshape(Y.shape[0], P * m2)
-        M = B.T @ B
-        n = 2 * P * m2
-        H = torch.zeros(n, n, dtype=torch.float64)
-        h = P * m2
-        H[:h, :h], H[h:, h:], H[:h, h:], H[h:, :h] = 2 * M, 2 * M, -2 * M, -2 * M
-        rho = config.rho_scale * float(torch.diagonal(H).mean())
-        KtK = torch.einsum("pi,ia,ib->pab", sq * sq, Y, Y)  # (P, m2, m2), same for W and Wp
-        for b in range(2):
-            for j in range(P):
-                o = b * h + j * m2
-                H[o:o + m2, o:o + m2] += rho * KtK[j]
-        H += rho * torch.eye(n, dtype=torch.float64)
-        L = torch.linalg.cholesky(H)
-        rhs0 = 2 * torch.cat([-(B.T @ x), B.T @ x])
-        Z = torch.zeros(2, P, m2, dtype=torch.float64)
-        U = torch.zeros_like(Z)
-        C = torch.zeros(2, P, Y.shape[0], dtype=torch.float64)
-        T = torch.zeros_like(C)
-        thr, tp = 2 * beta / rho, pen / rho
-        for k in bar:
-            rhs = rhs0 + rho * (Z - U + Kop_t(C - T)).reshape(-1)
-            V = torch.cholesky_solve(rhs[:, None], L)[:, 0].reshape(2, P, m2)
-            A_ = V + U
-            nz = A_.norm(dim=2, keepdim=True)
-            Z = A_ * torch.clamp(1.0 - thr / torch.clamp(nz, min=1e-300), min=0.0)
-            KV = Kop(V)
-            D = KV + T  # prox of tp * max(0, -c): shift up by tp below -tp, 0 on [-tp, 0]
-            C = torch.where(D > 0, D, torch.where(D < -tp, D + tp, torch.zeros_like(D)))
-            U = U + V - Z
-            T = T + KV - C
-            hist[k] = penalised(Z)
-        V = Z
+        V, rho = _dual_admm(ops, config, bar, hist)
         status = f"completed; rho = {rho:.4g}"
     seconds = time.perf_counter() - t0
     Wv, Wpv = V[0].numpy().copy(), V[1].numpy().copy()
