@@ -48,14 +48,19 @@ ones), so a batch gives the per-sample results of solving each sample alone.
 The same :meth:`Solver.iterate` serves the unrolled networks (``differentiable=True``):
 then every vector-Jacobian product is taken with ``create_graph=True`` and nothing is
 detached, so gradients flow through the branch that was taken.
+
+Layout.  The typed records (:class:`Point`, :class:`State`, :class:`PhaseParams`,
+:class:`Result`, ...) live in :mod:`lda_opt.algorithms.state`, the evaluation oracle and the
+line search in :mod:`lda_opt.algorithms.oracle`; this module keeps :class:`Solver` (the
+continuation, termination and the run loop) and re-exports every name of both.
 """
 
 from __future__ import annotations
 
-import contextlib
+import contextlib  # noqa: F401  (kept: a name of this module before the split)
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping  # noqa: F401
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -64,6 +69,29 @@ from .._validate import flag, integer, real
 from ..problem import Problem
 from ..smoothing import Huber, Smoothing
 from ..trace import IterationRecord, Trace
+
+# re-exported: the records and the oracle lived here before the split (issue 20)
+from .oracle import Backtracking, LineSearchInfo, Oracle, accept, u_candidate
+from .state import (  # noqa: F401
+    _PHASE_NAMES,
+    CONVERGED,
+    LINESEARCH_CAP,
+    MAX_ITER,
+    NONFINITE,
+    REASONS,
+    RUNNING,
+    Counter,
+    Graph,
+    PhaseParams,
+    Point,
+    Result,
+    State,
+    StepOutput,
+    _drop_rows,
+    _put,
+    per_sample,
+    sq_norm,
+)
 
 __all__ = [
     "REASONS",
@@ -81,470 +109,6 @@ __all__ = [
     "sq_norm",
     "u_candidate",
 ]
-
-#: stop reasons, per sample
-REASONS = ("running", "converged", "max_iter", "linesearch_cap", "nonfinite")
-RUNNING, CONVERGED, MAX_ITER, LINESEARCH_CAP, NONFINITE = range(5)
-
-
-def sq_norm(t: torch.Tensor) -> torch.Tensor:
-    """Per-sample squared Euclidean norm (real and imaginary parts), shape (B,)."""
-    t = torch.view_as_real(t) if t.is_complex() else t
-    return t.reshape(t.shape[0], -1).square().sum(dim=1)
-
-
-def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a (B,) tensor to broadcast against ``like`` of shape (B, ...)."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def _put(base: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Out-of-place ``base[rows] = values`` (differentiable)."""
-    return base.index_put((rows,), values.to(base.dtype))
-
-
-# ---------------------------------------------------------------------------------------
-# points, graphs and the evaluation oracle
-# ---------------------------------------------------------------------------------------
-@dataclass
-class Graph:
-    """A forward pass ``out = q(leaf)`` kept for a later vector-Jacobian product.
-
-    Rows ``src`` of ``leaf``/``out`` hold the rows ``dst`` of the owning :class:`Point`.
-    """
-
-    leaf: torch.Tensor
-    out: torch.Tensor
-    src: torch.Tensor
-    dst: torch.Tensor
-
-
-@dataclass
-class Point:
-    """Everything known at a batch of points ``x``: ``q(x)``, ``f``, ``grad f``, ``phi_eps``
-    (at the level it was evaluated), ``grad phi_eps`` (once computed) and the graphs."""
-
-    x: torch.Tensor
-    g: torch.Tensor
-    f: torch.Tensor
-    grad_f: torch.Tensor
-    phi_eps: torch.Tensor
-    grad: torch.Tensor | None = None
-    graphs: list[Graph] = field(default_factory=list)
-
-    def take(self, index: torch.Tensor) -> Point:
-        if self.graphs:
-            raise RuntimeError("cannot sub-select a point whose graphs are still pending")
-        return Point(self.x[index], self.g[index], self.f[index], self.grad_f[index],
-                     self.phi_eps[index], None if self.grad is None else self.grad[index])
-
-    def put(self, rows: torch.Tensor, other: Point, mask: torch.Tensor | None = None) -> Point:
-        """A copy with rows ``rows[mask]`` replaced by ``other[mask]`` (``other`` has one row
-        per entry of ``rows``), graphs included."""
-        src = torch.arange(rows.numel(), device=rows.device)
-        if mask is not None:
-            src, rows = src[mask], rows[mask]
-        if rows.numel() == 0:
-            return self
-        graphs = [_drop_rows(G, rows) for G in self.graphs]
-        for G in other.graphs:
-            keep = torch.isin(G.dst, src)
-            if keep.any():
-                # map other's row numbering to ours
-                pos = torch.searchsorted(src, G.dst[keep])
-                graphs.append(Graph(G.leaf, G.out, G.src[keep], rows[pos]))
-        # a point is either fully differentiated or not at all: mixing needs a recompute
-        grad = None if self.grad is None or other.grad is None else _put(self.grad, rows, other.grad[src])
-        return Point(
-            x=_put(self.x, rows, other.x[src]),
-            g=_put(self.g, rows, other.g[src]),
-            f=_put(self.f, rows, other.f[src]),
-            grad_f=_put(self.grad_f, rows, other.grad_f[src]),
-            phi_eps=_put(self.phi_eps, rows, other.phi_eps[src]),
-            grad=grad,
-            graphs=[G for G in graphs if G.dst.numel() > 0],
-        )
-
-
-def _drop_rows(G: Graph, rows: torch.Tensor) -> Graph:
-    keep = ~torch.isin(G.dst, rows)
-    return Graph(G.leaf, G.out, G.src[keep], G.dst[keep])
-
-
-class Counter:
-    """Per-sample forward / backward passes of ``q`` during one iteration."""
-
-    def __init__(self, b: int, device: torch.device | str = "cpu") -> None:
-        self.forward = torch.zeros(b, dtype=torch.long, device=device)
-        self.backward = torch.zeros(b, dtype=torch.long, device=device)
-
-
-class Oracle:
-    """Evaluations of ``phi_eps`` and its gradient on one (sub-)problem.
-
-    ``evaluate`` is one forward pass of ``q`` (its graph is kept); ``vjp`` is one backward
-    pass over the kept graphs of the rows that need it.
-    """
-
-    def __init__(self, problem: Problem, smoothing: Smoothing, differentiable: bool = False) -> None:
-        self.problem = problem
-        self.smoothing = smoothing
-        self.differentiable = differentiable
-
-    def _ctx(self):
-        return contextlib.nullcontext() if self.differentiable else torch.no_grad()
-
-    def kappa(self, like: torch.Tensor) -> torch.Tensor | float:
-        return self.problem.kappa(like)
-
-    def evaluate(self, x: torch.Tensor, eps: torch.Tensor, counter: Counter,
-                 rows: torch.Tensor | None = None) -> Point:
-        """``q(x)``, ``f(x)``, ``grad f(x)`` and ``phi_eps(x)``: one forward of ``q``."""
-        if self.differentiable and x.requires_grad:
-            leaf = x
-        else:
-            leaf = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            g = self.problem.features(leaf)
-        if g.dim() < 2 or g.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"the feature map must return (B, d, ...) features for a batch of {x.shape[0]}; "
-                f"got shape {tuple(g.shape)}"
-            )
-        # the rows of a sub-batch are their own problems: their data y and weight kappa
-        problem = self.problem if rows is None else self._rows_problem(rows)
-        with self._ctx():
-            xv = leaf if self.differentiable else x.detach()
-            f, grad_f = problem.fidelity.value_and_grad(xv)
-            gv = g if self.differentiable else g.detach()
-            phi = f + problem.kappa(f) * self.smoothing.value(gv, eps)
-        if rows is None:
-            counter.forward += 1
-        else:
-            counter.forward[rows] += 1
-        ar = torch.arange(x.shape[0], device=x.device)
-        return Point(xv, gv, f, grad_f, phi, None, [Graph(leaf, g, ar, ar)])
-
-    def _rows_problem(self, rows: torch.Tensor) -> Problem:
-        """The sub-problem of the samples ``rows`` (the problem itself when ``rows`` is every
-        sample in order)."""
-        b = self.problem.fidelity.y.shape[0] if hasattr(self.problem.fidelity, "y") else None
-        if b is not None and rows.numel() == b and bool((rows == torch.arange(b, device=rows.device)).all()):
-            return self.problem
-        return self.problem.select(rows)
-
-    def vjp(self, point: Point, cotangent: torch.Tensor, need: torch.Tensor, counter: Counter,
-            retain: bool) -> torch.Tensor:
-        """``grad q(x)^T c`` for the rows ``need`` (zero elsewhere): one backward pass."""
-        result = torch.zeros_like(point.x)
-        outs, ins, gos, maps = [], [], [], []
-        need_rows = need.nonzero().squeeze(1)
-        for G in point.graphs:
-            sel = torch.isin(G.dst, need_rows)
-            if not sel.any():
-                continue
-            src, dst = G.src[sel], G.dst[sel]
-            go = _put(torch.zeros_like(G.out), src, cotangent[dst])
-            outs.append(G.out)
-            ins.append(G.leaf)
-            gos.append(go)
-            maps.append((src, dst))
-        covered = sum(int(d.numel()) for _, d in maps)
-        if covered != int(need.sum()):
-            raise RuntimeError("internal error: a row needing a gradient has no kept graph")
-        if outs:
-            grads = torch.autograd.grad(outs, ins, gos, retain_graph=retain or self.differentiable,
-                                        create_graph=self.differentiable)
-            for gr, (src, dst) in zip(grads, maps):
-                result = _put(result, dst, gr[src])
-        counter.backward[need] += 1
-        return result
-
-    def grad_reg(self, point: Point, eps: torch.Tensor, need: torch.Tensor, counter: Counter,
-                 retain: bool) -> torch.Tensor:
-        """``grad (kappa r_eps)(x) = kappa grad q(x)^T y*_eps(q(x))`` (LDA eq. 10)."""
-        y = self.smoothing.dual(point.g, eps)
-        v = self.vjp(point, y, need, counter, retain)
-        k = self.kappa(point.f)
-        return v * (per_sample(k, v) if isinstance(k, torch.Tensor) else k)
-
-    def gradient(self, point: Point, eps: torch.Tensor, need: torch.Tensor, counter: Counter,
-                 retain: bool) -> torch.Tensor:
-        """``grad phi_eps(x) = grad f(x) + grad (kappa r_eps)(x)`` on the rows ``need``."""
-        return point.grad_f + self.grad_reg(point, eps, need, counter, retain)
-
-    def reg_value(self, g: torch.Tensor, eps: torch.Tensor, f_like: torch.Tensor) -> torch.Tensor:
-        with self._ctx():
-            return self.kappa(f_like) * self.smoothing.value(g, eps)
-
-
-# ---------------------------------------------------------------------------------------
-# line search
-# ---------------------------------------------------------------------------------------
-@dataclass
-class LineSearchInfo:
-    """What a backtracking search did, per sample: the accepted point (rows not accepted
-    keep ``x``), the accepted (or last tried) step, the number of ``phi_eps(v)``
-    evaluations, whether it was accepted, and whether it hit the cap."""
-
-    point: Point
-    step: torch.Tensor
-    evaluations: torch.Tensor
-    accepted: torch.Tensor
-    capped: torch.Tensor
-
-
-@dataclass(frozen=True)
-class Backtracking:
-    r"""Backtracking on ``v(s) = x - s d`` (``d = grad phi_eps(x)`` plus an optional shift).
-
-    Tries ``s = s_0, rho s_0, rho^2 s_0, ...`` until ``decrease(phi_eps(v), phi_eps(x),
-    ||v - x||^2, eps, rows)`` holds (``rows``: the sample indices of the trial), at most ``max_steps`` evaluations.  Hitting the cap is
-    reported in :class:`LineSearchInfo` (``capped``); nothing is silently reset.
-    """
-
-    shrink: float
-    max_steps: int
-
-    def search(
-        self,
-        oracle: Oracle,
-        x: Point,
-        eps: torch.Tensor,
-        need: torch.Tensor,
-        step0: torch.Tensor,
-        decrease: Callable[..., torch.Tensor],
-        counter: Counter,
-        shift: torch.Tensor | None = None,
-    ) -> LineSearchInfo:
-        b = x.x.shape[0]
-        acc = Point(x.x, x.g, x.f, x.grad_f, x.phi_eps, None, [])
-        step = step0
-        evals = torch.zeros(b, dtype=torch.long, device=x.x.device)
-        accepted = torch.zeros(b, dtype=torch.bool, device=x.x.device)
-        searching = need.clone()
-        for trial in range(self.max_steps):
-            rows = searching.nonzero().squeeze(1)
-            if rows.numel() == 0:
-                break
-            s = step[rows]
-            v = x.x[rows] - per_sample(s, x.grad[rows]) * x.grad[rows]
-            if shift is not None:
-                v = v + shift[rows]
-            pv = oracle.evaluate(v, eps[rows], counter, rows)
-            evals[rows] += 1
-            d2 = sq_norm((v - x.x[rows]).detach())
-            ok = decrease(pv.phi_eps.detach(), x.phi_eps[rows].detach(), d2, eps[rows], rows)
-            ok = ok & torch.isfinite(pv.phi_eps.detach())
-            acc = acc.put(rows, pv, ok)
-            accepted[rows[ok]] = True
-            searching[rows[ok]] = False
-            if trial + 1 < self.max_steps:
-                shrink_rows = rows[~ok]
-                step = _put(step, shrink_rows, step[shrink_rows] * self.shrink)
-            del pv  # the accepted rows' graphs live on in acc; free the rest before the next trial
-        capped = need & ~accepted
-        return LineSearchInfo(acc, step, evals, accepted, capped)
-
-
-def u_candidate(oracle: Oracle, x: Point, eps: torch.Tensor, alpha: torch.Tensor,
-                tau: torch.Tensor, counter: Counter) -> Point:
-    r"""The residual candidate shared by the three papers:
-
-    .. math:: z = x - \alpha \nabla f(x), \qquad u = z - \tau \nabla(\kappa r_\varepsilon)(z)
-
-    (LDA eqs. 12, 14a; meta-LDA eqs. 6a, 8; ELDA eq. 4.8 with ``tau = beta_t``).
-    Costs two forward passes and one backward pass of ``q``; the graph of ``q(u)`` is kept.
-    """
-    z = x.x - per_sample(alpha, x.grad_f) * x.grad_f
-    pz = oracle.evaluate(z, eps, counter)
-    everyone = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
-    gz = oracle.grad_reg(pz, eps, everyone, counter, retain=False)
-    u = z - per_sample(tau, gz) * gz
-    return oracle.evaluate(u, eps, counter)
-
-
-def accept(oracle: Oracle, x: Point, eps: torch.Tensor,
-           candidates: list[tuple[Point, torch.Tensor]], counter: Counter) -> tuple[Point, torch.Tensor]:
-    """The next iterate: row ``i`` takes the first candidate whose mask holds at ``i``
-    (or stays at ``x``); ``grad phi_eps`` of the moved rows costs one backward pass, and
-    the graphs stay alive for a possible ``eps`` reduction.  Returns the point and the
-    per-sample ``moved`` mask."""
-    rows = torch.arange(x.x.shape[0], device=x.x.device)
-    new = Point(x.x, x.g, x.f, x.grad_f, x.phi_eps, None, [])
-    moved = torch.zeros_like(rows, dtype=torch.bool)
-    for point, mask in candidates:
-        take = mask & ~moved
-        new = new.put(rows, point, take)
-        moved = moved | take
-    g = oracle.gradient(new, eps, moved, counter, retain=True)
-    new.grad = torch.where(per_sample(moved, g), g, x.grad)
-    return new, moved
-
-
-# ---------------------------------------------------------------------------------------
-# per-phase parameters
-# ---------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class PhaseParams(Mapping):
-    """Values that take precedence over the solver's hyper-parameters of the same name in
-    one phase (:meth:`Solver.iterate`; ``eps0`` in :meth:`Solver.init_state`): the learned
-    per-phase ``alpha_k``, ``tau_k``, ``theta_k`` and ``eps_0`` of an unrolled network, or a
-    per-sample start of a line search.  Each field is ``None`` (use the solver's value), a
-    number, a 0-dim tensor or a (B,) tensor (it may carry gradients).
-
-    The fields are the hyper-parameters the steps read through :meth:`Solver.param`; an
-    unknown name is a ``TypeError`` here, and :meth:`Solver.phase_params` also refuses a name
-    the solver does not have (``theta`` for LDA).  It reads as a mapping of the fields that
-    are set (``"tau" in p``, ``p["alpha"]``, ``{**p}``).
-    """
-
-    eps0: float | torch.Tensor | None = None
-    gamma: float | torch.Tensor | None = None
-    sigma: float | torch.Tensor | None = None
-    alpha: float | torch.Tensor | None = None
-    tau: float | torch.Tensor | None = None
-    theta: float | torch.Tensor | None = None
-    c: float | torch.Tensor | None = None
-    a: float | torch.Tensor | None = None
-    gamma_u: float | torch.Tensor | None = None
-    alpha_bar: float | torch.Tensor | None = None
-    eta1: float | torch.Tensor | None = None
-    eta2: float | torch.Tensor | None = None
-    eta3: float | torch.Tensor | None = None
-
-    def _set(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
-
-    def __getitem__(self, name: str):
-        v = getattr(self, name, None) if isinstance(name, str) and name in _PHASE_NAMES else None
-        if v is None:
-            raise KeyError(name)
-        return v
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._set())
-
-    def __len__(self) -> int:
-        return len(self._set())
-
-    @classmethod
-    def of(cls, values: PhaseParams | Mapping | None) -> PhaseParams:
-        """``values`` as a record: a :class:`PhaseParams` as it is, a mapping by its keys
-        (``ValueError`` naming any unknown key and the valid ones), ``None`` as the empty one."""
-        if values is None:
-            return cls()
-        if isinstance(values, cls):
-            return values
-        if not isinstance(values, Mapping):
-            raise TypeError(f"overrides must be a PhaseParams or a mapping of its fields; got {type(values).__name__}")
-        unknown = sorted(str(k) for k in values if k not in _PHASE_NAMES)
-        if unknown:
-            raise ValueError(f"unknown per-phase parameter(s) {unknown}; valid: {sorted(_PHASE_NAMES)}")
-        return cls(**values)
-
-
-_PHASE_NAMES = frozenset(f.name for f in fields(PhaseParams))
-
-
-# ---------------------------------------------------------------------------------------
-# state, results and the solver base class
-# ---------------------------------------------------------------------------------------
-@dataclass
-class State:
-    """The per-sample solver state between iterations: the point (evaluated at ``eps``
-    with the smoothing named ``smoothing``), iteration counts, stop flags and reasons, the
-    passes of ``q`` spent so far (``forward`` / ``backward``, the evaluation of ``x_0``
-    included) and the algorithm's own ``aux``."""
-
-    point: Point
-    eps: torch.Tensor
-    iteration: torch.Tensor
-    done: torch.Tensor
-    reason: torch.Tensor
-    forward: torch.Tensor
-    backward: torch.Tensor
-    aux: dict[str, torch.Tensor] = field(default_factory=dict)
-    smoothing: str | None = None
-
-    def take(self, index: torch.Tensor) -> State:
-        return State(self.point.take(index), self.eps[index], self.iteration[index],
-                     self.done[index], self.reason[index], self.forward[index],
-                     self.backward[index], {k: v[index] for k, v in self.aux.items()},
-                     self.smoothing)
-
-    def put(self, index: torch.Tensor, sub: State) -> State:
-        p = self.point
-        q = sub.point
-        point = Point(_put(p.x, index, q.x), _put(p.g, index, q.g), _put(p.f, index, q.f),
-                      _put(p.grad_f, index, q.grad_f), _put(p.phi_eps, index, q.phi_eps),
-                      _put(p.grad, index, q.grad))
-        return State(point, _put(self.eps, index, sub.eps),
-                     _put(self.iteration, index, sub.iteration), _put(self.done, index, sub.done),
-                     _put(self.reason, index, sub.reason), _put(self.forward, index, sub.forward),
-                     _put(self.backward, index, sub.backward),
-                     {k: _put(v, index, sub.aux[k]) for k, v in self.aux.items()}, self.smoothing)
-
-
-@dataclass
-class StepOutput:
-    """What an algorithm's ``step`` returns: the new point (gradient at ``eps_k``
-    computed, graphs kept for a possible reduction) and per-sample step information."""
-
-    point: Point
-    branch: torch.Tensor
-    step: torch.Tensor
-    linesearch: torch.Tensor
-    capped: torch.Tensor
-    counter: Counter
-    aux: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass
-class Result:
-    """The outcome of :meth:`Solver.run`; every field is per sample (shape (B,))."""
-
-    x: torch.Tensor
-    iterations: torch.Tensor
-    converged: torch.Tensor
-    eps: torch.Tensor
-    grad_norm: torch.Tensor
-    phi: torch.Tensor
-    phi_eps: torch.Tensor
-    forward: torch.Tensor
-    backward: torch.Tensor
-    reason: list[str]
-    trace: Trace
-    seconds: float
-    #: the level ``eps_k`` at which ``grad_norm`` was measured (``eps`` is ``eps_{k+1}``,
-    #: one reduction lower for a converged sample)
-    grad_norm_eps: torch.Tensor | None = None
-
-    def summary(self) -> dict:
-        """A JSON-able summary (lists per sample).
-
-        ``eps_final`` is ``eps_{k+1}``, the level after the last iteration (reduced once
-        more when the sample converged); ``grad_norm_final`` is
-        ``||grad phi_{eps_k}(x_{k+1})||``, measured at the level ``eps_of_grad_norm`` =
-        ``eps_k`` of that iteration.  A converged sample has ``grad_norm_final <
-        sigma * gamma * eps_of_grad_norm = sigma * eps_final < eps_tol``.  ``passes`` counts
-        every pass of ``q``, ``passes_initial`` the ones before the first iteration (the
-        evaluation of ``x_0``: 1 and 1; on a warm start, the passes its state records)."""
-        gn_eps = self.eps if self.grad_norm_eps is None else self.grad_norm_eps
-        return {
-            "iterations": self.iterations.tolist(),
-            "converged": self.converged.tolist(),
-            "reason": list(self.reason),
-            "eps_final": self.eps.tolist(),
-            "grad_norm_final": self.grad_norm.tolist(),
-            "eps_of_grad_norm": gn_eps.tolist(),
-            "phi_final": self.phi.tolist(),
-            "phi_eps_final": self.phi_eps.tolist(),
-            "passes": {"forward": self.forward.tolist(), "backward": self.backward.tolist()},
-            "passes_initial": {"forward": self.trace.initial_forward.tolist(),
-                               "backward": self.trace.initial_backward.tolist()},
-            "seconds": self.seconds,
-        }
 
 
 @dataclass(kw_only=True)
@@ -769,18 +333,21 @@ class Solver:
         Without ``state``, :meth:`init_state` evaluates ``x0`` at ``eps0`` (one forward and
         one backward, the Trace's initial passes).
         """
-        if not isinstance(problem, Problem):
-            raise TypeError(f"problem must be an lda_opt.Problem; got {type(problem).__name__}")
-        problem.check_input(x0)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable (k, state, record) or None; got {type(callback).__name__}")
-        flag("progress", progress)
-        B = x0.shape[0]
+        _check_run_args(problem, x0, callback, progress)
         t_start = time.perf_counter()
-        cb_time = 0.0
         state = self.init_state(problem, x0) if state is None else self._warm_state(x0, state)
         _check_start(state.point)
-        trace = Trace(B, initial_forward=state.forward, initial_backward=state.backward)
+        trace = Trace(x0.shape[0], initial_forward=state.forward, initial_backward=state.backward)
+        state, cb_time = self._loop(problem, state, trace, callback, progress)
+        return _result(problem, state, trace, t_start, cb_time)
+
+    def _loop(self, problem: Problem, state: State, trace: Trace, callback: Callable | None,
+              progress: bool) -> tuple[State, float]:
+        """The iterations of :meth:`run`: :meth:`iterate` on the active samples until every
+        sample is done or ``max_iter``, each record (timed) appended to ``trace``.  Returns
+        the final state and the seconds spent in ``callback``."""
+        B = state.done.shape[0]
+        cb_time = 0.0
         bar = _progress(progress, self.max_iter, self.name)
         for k in range(self.max_iter):
             active = ~state.done
@@ -805,30 +372,7 @@ class Solver:
                 cb_time += time.perf_counter() - t1
         if bar is not None:
             bar.close()
-        still = ~state.done
-        reason = torch.where(still, torch.full_like(state.reason, MAX_ITER), state.reason)
-        p = state.point
-        with torch.no_grad():
-            phi = p.f + problem.kappa(p.f) * Smoothing.exact(p.g)
-        cert = trace.as_dict()
-        # the stationarity quantity at the returned point: ||grad phi_{eps_k}(x_{k+1})||
-        # (a sample stopped for a non-finite value returns x_k: its norm is the row's grad_norm_prev)
-        # measured at eps_k, the last row's eps (unchanged for a non-finite stop)
-        if len(trace):
-            gn = _last_valid(cert["grad_norm"], cert["active"])
-            gn = torch.where(torch.isnan(gn), _last_valid(cert["grad_norm_prev"], cert["active"]), gn)
-            gn_eps = _last_valid(cert["eps"], cert["active"])
-        else:
-            gn = sq_norm(p.grad).sqrt()
-            gn_eps = state.eps.detach().to("cpu", torch.float64)
-        return Result(
-            x=p.x.detach(), iterations=state.iteration.clone(), converged=reason == CONVERGED,
-            eps=state.eps.clone(), grad_norm=gn.to(p.x.real.dtype), phi=phi.detach(),
-            phi_eps=p.phi_eps.detach(), forward=state.forward.clone(), backward=state.backward.clone(),
-            reason=[REASONS[int(r)] for r in reason], trace=trace,
-            seconds=time.perf_counter() - t_start - cb_time,
-            grad_norm_eps=gn_eps.to(p.x.real.dtype),
-        )
+        return state, cb_time
 
     def _warm_state(self, x0: torch.Tensor, state: State) -> State:
         """The start of a warm-started run (see :meth:`run`): ``state``'s point, ``eps`` and
@@ -864,6 +408,46 @@ class Solver:
         return State(point, eps, zeros.clone(), torch.zeros(B, dtype=torch.bool, device=x0.device),
                      zeros.clone(), state.forward.detach().clone(), state.backward.detach().clone(),
                      self.init_aux(point), self.smoothing.name)
+
+
+def _check_run_args(problem: Problem, x0: torch.Tensor, callback: Callable | None,
+                    progress: bool) -> None:
+    """The argument checks of :meth:`Solver.run`, in its order."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be an lda_opt.Problem; got {type(problem).__name__}")
+    problem.check_input(x0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (k, state, record) or None; got {type(callback).__name__}")
+    flag("progress", progress)
+
+
+def _result(problem: Problem, state: State, trace: Trace, t_start: float, cb_time: float) -> Result:
+    """The :class:`Result` of :meth:`Solver.run` from its final state and trace (``seconds``:
+    since ``t_start``, less the ``cb_time`` spent in the callback)."""
+    still = ~state.done
+    reason = torch.where(still, torch.full_like(state.reason, MAX_ITER), state.reason)
+    p = state.point
+    with torch.no_grad():
+        phi = p.f + problem.kappa(p.f) * Smoothing.exact(p.g)
+    cert = trace.as_dict()
+    # the stationarity quantity at the returned point: ||grad phi_{eps_k}(x_{k+1})||
+    # (a sample stopped for a non-finite value returns x_k: its norm is the row's grad_norm_prev)
+    # measured at eps_k, the last row's eps (unchanged for a non-finite stop)
+    if len(trace):
+        gn = _last_valid(cert["grad_norm"], cert["active"])
+        gn = torch.where(torch.isnan(gn), _last_valid(cert["grad_norm_prev"], cert["active"]), gn)
+        gn_eps = _last_valid(cert["eps"], cert["active"])
+    else:
+        gn = sq_norm(p.grad).sqrt()
+        gn_eps = state.eps.detach().to("cpu", torch.float64)
+    return Result(
+        x=p.x.detach(), iterations=state.iteration.clone(), converged=reason == CONVERGED,
+        eps=state.eps.clone(), grad_norm=gn.to(p.x.real.dtype), phi=phi.detach(),
+        phi_eps=p.phi_eps.detach(), forward=state.forward.clone(), backward=state.backward.clone(),
+        reason=[REASONS[int(r)] for r in reason], trace=trace,
+        seconds=time.perf_counter() - t_start - cb_time,
+        grad_norm_eps=gn_eps.to(p.x.real.dtype),
+    )
 
 
 def _check_start(p: Point) -> None:
