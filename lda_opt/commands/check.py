@@ -60,9 +60,29 @@ def load_run(directory: str | Path) -> dict:
     "final_phi_eps"}``, the arguments of :func:`~lda_opt.checks.check_trace`.  Missing files
     raise ``FileNotFoundError``; missing or invalid entries raise ``ValueError``.
     """
-    from ..algorithms import ALGORITHMS
+    result, rpath, tpath = _read_result(Path(directory))
+    solver, m, kappa, dtype = _solver_and_problem(result, rpath)
+    per, reasons = _reasons(result, rpath)
+    constants = _constants(result, rpath)
+    _check_weights(kappa, len(reasons), rpath)
+    final = _final_phi_eps(result, per, len(reasons), rpath)
+    trace = _read_trace(tpath, len(reasons))
+    _check_iterations(result, per, trace, rpath, tpath)
+    return {
+        "trace": trace,
+        "solver": solver,
+        "m": m,
+        "kappa": kappa,
+        "dtype": dtype,
+        "reasons": reasons,
+        "constants": constants,
+        "final_phi_eps": final,
+    }
 
-    directory = Path(directory)
+
+def _read_result(directory: Path) -> tuple[dict, Path, Path]:
+    """``result.json`` of ``directory`` as a dict holding the required keys, and the paths
+    of ``result.json`` and ``trace.csv`` (both must exist)."""
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory")
     rpath, tpath = directory / "result.json", directory / "trace.csv"
@@ -81,6 +101,14 @@ def load_run(directory: str | Path) -> dict:
         raise TypeError(f"{rpath} must hold a JSON object")
     for key in _REQUIRED:
         _need(result, key, str(rpath))
+    return result, rpath, tpath
+
+
+def _solver_and_problem(result: dict, rpath: Path):
+    """The solver rebuilt from ``result["solver"]`` and the problem's ``m``, weight and
+    dtype (its smoothing, if recorded, must be the solver's)."""
+    from ..algorithms import ALGORITHMS
+
     solver_d = result["solver"]
     name = _need(solver_d, "name", f"{rpath} 'solver'")
     if name not in ALGORITHMS:
@@ -101,6 +129,12 @@ def load_run(directory: str | Path) -> dict:
             f"{rpath}: problem smoothing {smoothing!r} differs from the solver's "
             f"{solver.smoothing.name!r}"
         )
+    return solver, m, kappa, dtype
+
+
+def _reasons(result: dict, rpath: Path) -> tuple[dict | None, list[str]]:
+    """The ``per_sample`` object (or ``None``) and the per-sample stop reasons, one per
+    sample of ``batch_size``."""
     # per-sample values: "per_sample" (Result.summary()) when present, else the top level
     per = result.get("per_sample")
     if per is not None and not isinstance(per, dict):
@@ -112,6 +146,11 @@ def load_run(directory: str | Path) -> dict:
     batch = result.get("batch_size", len(reasons))
     if batch != len(reasons):
         raise ValueError(f"{rpath}: batch_size {batch} but {len(reasons)} stop reasons")
+    return per, reasons
+
+
+def _constants(result: dict, rpath: Path) -> dict:
+    """The recorded problem constants the checks use (``L_f``, ``M``, ``L_g`` non-negative)."""
     constants = result.get("constants") or {}
     if not isinstance(constants, dict):
         raise TypeError(f"{rpath}: 'constants' must be a JSON object")
@@ -121,29 +160,27 @@ def load_run(directory: str | Path) -> dict:
     for k in ("L_f", "M", "L_g"):
         if constants.get(k) is not None:
             real(f"{rpath}: constants {k!r}", constants[k], 0.0, lo_open=False, kind_error=ValueError)
+    return constants
+
+
+def _check_weights(kappa, batch: int, rpath: Path) -> None:
+    """The problem weight: a positive number, or one per sample."""
     for w in kappa if isinstance(kappa, list) else [kappa]:
         real(f"{rpath}: problem 'weight'", w, 0.0, kind_error=ValueError)
-    if isinstance(kappa, list) and len(kappa) != len(reasons):
-        raise ValueError(f"{rpath}: problem 'weight' has {len(kappa)} entries for {len(reasons)} sample(s)")
+    if isinstance(kappa, list) and len(kappa) != batch:
+        raise ValueError(f"{rpath}: problem 'weight' has {len(kappa)} entries for {batch} sample(s)")
+
+
+def _final_phi_eps(result: dict, per: dict | None, batch: int, rpath: Path) -> list | None:
+    """The recorded final ``phi_eps`` per sample, or ``None`` when not recorded."""
     final = (per or {}).get(
-        "phi_eps_final", result.get("phi_eps_final") if len(reasons) == 1 else None
+        "phi_eps_final", result.get("phi_eps_final") if batch == 1 else None
     )
     if final is not None:
         final = final if isinstance(final, list) else [final]
-        if len(final) != len(reasons) or not all(isinstance(v, (int, float)) for v in final):
+        if len(final) != batch or not all(isinstance(v, (int, float)) for v in final):
             raise ValueError(f"{rpath}: 'phi_eps_final' must hold one number per sample")
-    trace = _read_trace(tpath, len(reasons))
-    _check_iterations(result, per, trace, rpath, tpath)
-    return {
-        "trace": trace,
-        "solver": solver,
-        "m": m,
-        "kappa": kappa,
-        "dtype": dtype,
-        "reasons": reasons,
-        "constants": constants,
-        "final_phi_eps": final,
-    }
+    return final
 
 
 def _read_trace(path: Path, batch: int) -> Trace:

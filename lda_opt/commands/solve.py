@@ -206,8 +206,60 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
+@dataclasses.dataclass
+class _Setup:
+    """What :func:`_run` builds before solving: the instance, its (possibly post-phase)
+    start ``x0``, the solver and its warm start, and what the report records."""
+
+    device: torch.device
+    dtype: torch.dtype
+    out: object
+    inst: object
+    x0: torch.Tensor
+    solver: object
+    constants: dict
+    m: int
+    start: object
+    phases: dict | None
+    ck_path: object
+
+
 def _run(args: argparse.Namespace) -> int:
-    # -- validate everything before any work ----------------------------------------------
+    setup = _setup(args)
+    res, wall = _solve(args, setup)
+    result, images = _report(args, setup, res, wall)
+    _write(args, setup.out, res, result, images)
+    return 0
+
+
+def _setup(args: argparse.Namespace) -> _Setup:
+    """Validate everything before any work, then build the instance, run a checkpoint's
+    phases (if any) and the solver."""
+    device, dtype, out, overrides = _validate_args(args)
+    net, ck_path, ck_meta, inst = _load_inputs(args, device, dtype)
+    x0 = inst.x0
+    phases = st = None
+    if net is not None:
+        # LDA Sec. 4.3.3 / Fig. 7: the K trained phases, then Algorithm 1 from x_K at eps_K
+        x_k, st = net.reconstruct(inst.problem, x0)
+        x0 = x_k.detach()
+        eps_k = float(st.eps.max())
+        phases = {"K": net.phases, "eps_K": eps_k,
+                  "psnr_K": _psnr(inst.to_image(x0), inst.truth)}
+        overrides = {"eps0": eps_k, "gamma": net.gamma, "sigma": net.sigma, **overrides}
+    elif args.checkpoint is not None and "eps0" in ck_meta:
+        overrides = {"eps0": float(ck_meta["eps0"]), **overrides}
+    solver = _make_solver(args, overrides, st)
+    problem = inst.problem
+    problem.check_input(x0)
+    constants, m = _constants(problem, x0)
+    start = None if net is None else _phase_start(solver, problem, x0, st, restart=args.eps0 is not None)
+    return _Setup(device, dtype, out, inst, x0, solver, constants, m, start, phases, ck_path)
+
+
+def _validate_args(args: argparse.Namespace):
+    """The device, dtype, output folder (refused if it holds other files) and the
+    user's hyper-parameter overrides (validated by building the solver once)."""
     device = resolve_device(args.device)
     if args.checkpoint is not None and args.regularizer is not None:
         raise ValueError("give either --regularizer or --checkpoint, not both")
@@ -217,6 +269,11 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
                                    ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}
     ALGORITHMS[args.algorithm](**overrides)  # validates the user's values before any work
+    return device, dtype, out, overrides
+
+
+def _load_inputs(args: argparse.Namespace, device, dtype):
+    """The checkpoint's network (or features), task, path and metadata, and the instance."""
     net = task = ck_path = features = None
     ck_meta: dict = {}
     if args.checkpoint is not None:
@@ -233,40 +290,36 @@ def _run(args: argparse.Namespace) -> int:
                          mask=args.mask, noise=args.noise, regularizer=args.regularizer or "tv",
                          weight=weight, features=features, seed=args.seed,
                          dtype=dtype, device=device, task=task)
-    x0 = inst.x0
-    phases = None
-    if net is not None:
-        # LDA Sec. 4.3.3 / Fig. 7: the K trained phases, then Algorithm 1 from x_K at eps_K
-        x_k, st = net.reconstruct(inst.problem, x0)
-        x0 = x_k.detach()
-        eps_k = float(st.eps.max())
-        phases = {"K": net.phases, "eps_K": eps_k,
-                  "psnr_K": _psnr(inst.to_image(x0), inst.truth)}
-        overrides = {"eps0": eps_k, "gamma": net.gamma, "sigma": net.sigma, **overrides}
-    elif args.checkpoint is not None and "eps0" in ck_meta:
-        overrides = {"eps0": float(ck_meta["eps0"]), **overrides}
+    return net, ck_path, ck_meta, inst
+
+
+def _make_solver(args: argparse.Namespace, overrides: dict, st):
+    """The solver with ``overrides``; ``eps_tol`` defaults to one level below the lowest
+    start (``st``: the state after a network's phases, or ``None``)."""
     cls = ALGORITHMS[args.algorithm]
     solver = cls(**overrides)  # validates the hyper-parameters (ValueError names them)
     # after an LDA-Net's phases every sample starts at its own eps_K (a warm start)
-    lowest = solver.eps0 if net is None or args.eps0 is not None else float(st.eps.min())
+    lowest = solver.eps0 if st is None or args.eps0 is not None else float(st.eps.min())
     if args.eps_tol is None:  # documented default: one level below the (lowest) start
         solver = solver.replace(eps_tol=min(DEFAULT_EPS_TOL, solver.sigma * lowest))
     elif solver.sigma * lowest < solver.eps_tol:
         raise ValueError(f"eps_tol = {solver.eps_tol:g} is above sigma * eps_K = {solver.sigma * lowest:g} "
                          "of a sample after the checkpoint's phases: nothing to iterate (decrease eps_tol)")
-    problem = inst.problem
-    problem.check_input(x0)
-    constants, m = _constants(problem, x0)
-    start = None if net is None else _phase_start(solver, problem, x0, st, restart=args.eps0 is not None)
+    return solver
 
-    # -- solve --------------------------------------------------------------------------------
+
+def _solve(args: argparse.Namespace, setup: _Setup):
+    """The run itself; returns the result and its wall-clock seconds."""
     progress = not args.quiet and sys.stderr.isatty()
     t0 = time.perf_counter()
     fault_point("solve:run")
-    res = solver.run(problem, x0, progress=progress, state=start)
-    wall = time.perf_counter() - t0
+    res = setup.solver.run(setup.inst.problem, setup.x0, progress=progress, state=setup.start)
+    return res, time.perf_counter() - t0
 
-    # -- report -------------------------------------------------------------------------------
+
+def _report(args: argparse.Namespace, setup: _Setup, res, wall: float):
+    """``result.json``'s content (checked finite) and the images and PSNRs of ``recon.png``."""
+    inst, x0, solver, problem = setup.inst, setup.x0, setup.solver, setup.inst.problem
     truth = inst.truth
     recon = inst.to_image(res.x)
     init = inst.to_image(inst.x0)
@@ -293,21 +346,27 @@ def _run(args: argparse.Namespace) -> int:
         "per_sample": s,
         "config": {k: v for k, v in vars(args).items() if not k.startswith("_")},
         "solver": {"name": args.algorithm, "params": solver.config()},
-        "problem": {**inst.meta, "shape": list(x0.shape), "dtype": str(dtype).replace("torch.", ""),
-                    "complex": bool(x0.is_complex()), "weight": float(problem.weight), "m": int(m),
-                    "smoothing": solver.smoothing.name, "checkpoint": ck_path,
-                    "phases": phases, "device": str(device)},
-        "constants": constants,
+        "problem": {**inst.meta, "shape": list(x0.shape), "dtype": str(setup.dtype).replace("torch.", ""),
+                    "complex": bool(x0.is_complex()), "weight": float(problem.weight), "m": int(setup.m),
+                    "smoothing": solver.smoothing.name, "checkpoint": setup.ck_path,
+                    "phases": setup.phases, "device": str(setup.device)},
+        "constants": setup.constants,
         "torch": torch.__version__,
     }
     _check_finite_json(result)
+    return result, (mag(truth), mag(init), mag(recon), psnr_0, psnr_x)
+
+
+def _write(args: argparse.Namespace, out, res, result: dict, images) -> None:
+    """Write the five files at once (:func:`staged_dir`) and, unless ``--quiet``, say so."""
     import numpy as np
 
+    truth, init, recon, psnr_0, psnr_x = images
     with staged_dir(out, OUTPUT_FILES) as tmp:
         (tmp / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         res.trace.to_csv(tmp / "trace.csv")
         np.save(tmp / "x.npy", res.x.detach().cpu().numpy(), allow_pickle=False)
-        _plot_recon(tmp / "recon.png", mag(truth), mag(init), mag(recon), psnr_0, psnr_x, args)
+        _plot_recon(tmp / "recon.png", truth, init, recon, psnr_0, psnr_x, args)
         _plot_convergence(tmp / "convergence.png", res.trace, args.algorithm)
     if not args.quiet:
         print(f"{args.algorithm} on {args.problem}: {result['reason']} after {result['iterations']} "
@@ -316,7 +375,6 @@ def _run(args: argparse.Namespace) -> int:
               f"{res.seconds:.1f} s")
         print(f"wrote {out / 'result.json'}, {out / 'trace.csv'}, {out / 'x.npy'}, "
               f"{out / 'recon.png'}, {out / 'convergence.png'}")
-    return 0
 
 
 def _phase_start(solver, problem, x0, st, restart: bool):
