@@ -52,7 +52,8 @@ import torch
 from .._atomic import atomic_write, atomic_write_text, fault_point, remove_stale_temps
 from ..metrics import psnr, ssim
 from ..nets import save_checkpoint, xavier_init_
-from ..nets.checkpoint import _read_safetensors_header, config_path
+from ..nets.checkpoint import config_path
+from ..nets.safetensors_header import _read_safetensors_header
 from ..tasks import Measurement
 from .config import TrainConfig
 from .datasets import training_data
