@@ -42,30 +42,30 @@ def _panel(ax, key_fn, title, selected, config: DualityConfig, result: dict):
     ax.legend(fontsize=7)
 
 
-def _plot_objective_vs_epoch(plt, out: Path, runs, config: DualityConfig, result: dict):
-    """Figs. 9 / 13: one panel per optimizer, curves per initialisation."""
-    fig, axes = plt.subplots(1, len(config.optimizers), figsize=(4.5 * len(config.optimizers), 3.6),
-                             squeeze=False)
-    for ax, o in zip(axes[0], config.optimizers):
-        _panel(ax, lambda r: r.init, f"primal objective (21), {o}",
-               [r for r in runs if r.optimizer == o], config, result)
+def _plot_objective_panels(plt, out: Path, runs, config: DualityConfig, result: dict, *, by: str,
+                           curves: str, title: str, name: str):
+    """One panel per value of the run attribute ``by``, one curve per value of ``curves``."""
+    values = getattr(config, by + "s")
+    fig, axes = plt.subplots(1, len(values), figsize=(4.5 * len(values), 3.6), squeeze=False)
+    for ax, v in zip(axes[0], values):
+        _panel(ax, lambda r: getattr(r, curves), title.format(v),
+               [r for r in runs if getattr(r, by) == v], config, result)
     axes[0][0].set_ylabel("objective")
     fig.tight_layout()
-    fig.savefig(out / "objective_vs_epoch.png", dpi=110)
+    fig.savefig(out / name, dpi=110)
     plt.close(fig)
+
+
+def _plot_objective_vs_epoch(plt, out: Path, runs, config: DualityConfig, result: dict):
+    """Figs. 9 / 13: one panel per optimizer, curves per initialisation."""
+    _plot_objective_panels(plt, out, runs, config, result, by="optimizer", curves="init",
+                           title="primal objective (21), {}", name="objective_vs_epoch.png")
 
 
 def _plot_objective_by_init(plt, out: Path, runs, config: DualityConfig, result: dict):
     """Fig. 10: one panel per initialisation, curves per optimizer."""
-    fig, axes = plt.subplots(1, len(config.inits), figsize=(4.5 * len(config.inits), 3.6),
-                             squeeze=False)
-    for ax, i in zip(axes[0], config.inits):
-        _panel(ax, lambda r: r.optimizer, f"primal objective (21), init {i}",
-               [r for r in runs if r.init == i], config, result)
-    axes[0][0].set_ylabel("objective")
-    fig.tight_layout()
-    fig.savefig(out / "objective_by_init.png", dpi=110)
-    plt.close(fig)
+    _plot_objective_panels(plt, out, runs, config, result, by="init", curves="optimizer",
+                           title="primal objective (21), init {}", name="objective_by_init.png")
 
 
 def _plot_primal_vs_dual(plt, out: Path, runs, config: DualityConfig, result: dict, tor):
