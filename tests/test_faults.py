@@ -54,16 +54,17 @@ def _cli(args: list[str], fault: str | None, timeout: float = 300) -> subprocess
     env.pop(FAULT_ENV, None)
     if fault is not None:
         env[FAULT_ENV] = fault
-    return subprocess.run([sys.executable, "-m", "lda_opt.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False, preexec_fn=_default_sigint)
+    return subprocess.run([*LDA_OPT, *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
 
 
-def _default_sigint() -> None:
-    """In the child, before Python starts: SIGINT back to its default.  A process started in
-    the background of a non-interactive shell (``make test &``, some CI runners) inherits
-    SIGINT *ignored*, and Python then installs no KeyboardInterrupt handler: a Ctrl-C test
-    would see the signal vanish.  What is tested is the program's answer to a Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+#: ``python -m lda_opt.cli`` with SIGINT's handler set first.  A process started in the
+#: background of a non-interactive shell (``make test &``, some CI runners) inherits SIGINT
+#: *ignored*, and Python then installs no KeyboardInterrupt handler: a Ctrl-C test would see
+#: the signal vanish.  What is tested is the program's answer to a Ctrl-C.
+_CHILD = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "runpy.run_module('lda_opt.cli', run_name='__main__')")
+LDA_OPT = [sys.executable, "-c", _CHILD]
 
 
 def _assert_every_file_complete(out: Path, pair_errors: dict[str, tuple[type, str]]) -> int:
@@ -163,9 +164,8 @@ def test_train_killed_at_random_moments_then_resumed_is_bit_identical(tmp_path):
     rc = None
     while kills < 8:
         resume = (out / "state.safetensors").is_file()
-        proc = subprocess.Popen([sys.executable, "-m", "lda_opt.cli", *base, *(["--resume"] if resume else [])],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                preexec_fn=_default_sigint)
+        proc = subprocess.Popen([*LDA_OPT, *base, *(["--resume"] if resume else [])],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(3.5, 7.0))  # the start (imports) takes about 4 s
         proc.kill()
         rc = proc.wait()

@@ -278,7 +278,7 @@ class LDANet(nn.Module):
                   sigma=field(solver, "sigma", float, 1e3, "solver.sigma"))
         dtype = next(features.parameters()).dtype
         net = net.to(dtype)
-        as_tensor = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.float64)
         with torch.no_grad():
             for name in NET_ALGORITHMS[algorithm]:
                 vals = field(raw, name, as_tensor, label=f"raw.{name}")
