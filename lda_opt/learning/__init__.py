@@ -14,13 +14,13 @@ A trained network is saved with :func:`lda_opt.nets.save_checkpoint` as ``NAME.s
 (the weights of the **FeatureCNN q itself**) plus ``NAME.json``, whose ``metadata`` is::
 
     schema: 1, kind: "lda-net"
-    algorithm: "lda" | "gd" | "agd"        # the step every phase ran (ALGORITHMS name)
+    algorithm: "lda" | "gd" | "agd" | "meta-lda" | "elda"   # the step every phase ran (ALGORITHMS name)
     phases: K
     weight: kappa                          # fixed (not learned); Problem(..., weight=kappa)
     eps0: learned eps_0
     alpha: [K], tau: [K] (lda), theta: [K] (agd)   # learned per-phase values
     raw: {...}                             # the unconstrained parameters (bit-exact reload)
-    solver: {gamma, sigma, smoothing: "huber", linesearch: false}
+    solver: {gamma, sigma, smoothing: "huber" | "sqrt", linesearch: false | true (meta-lda, elda)}
     continuation: {eps_tol, c, shrink, alpha, max_iter}   # Algorithm 1 after phase K
     dtype: "float32"
     problem: {"kind": "block-cs", "ratio", "mask": null, "block": 33, "matrix_seed",

@@ -25,7 +25,32 @@ from .._validate import integer, real
 from ..tasks import BlockCSTask, MRITask, normalize_problem_name
 from .net import NET_ALGORITHMS
 
-__all__ = ["DataConfig", "NetConfig", "OptimConfig", "TaskConfig", "TrainConfig", "load_config"]
+__all__ = ["MODE_SECTIONS", "TRAIN_MODES", "DataConfig", "NetConfig", "OptimConfig", "TaskConfig", "TrainConfig",
+           "load_config"]
+
+#: ``train.mode`` -> the training system it runs (``lda-opt train`` dispatches on it):
+#: ``"standard"`` (stair training of LDA-Net, LDA Sec. 4.1, :mod:`lda_opt.learning.train`),
+#: ``"meta"`` (meta-LDA Algorithm 2), ``"transfer_step1"`` / ``"transfer_step2"`` (U-LDA
+#: (3.2) / (3.3)), ``"mol"`` (the MOL deep-equilibrium network).
+TRAIN_MODES: tuple[str, ...] = ("standard", "meta", "transfer_step1", "transfer_step2", "mol")
+
+#: the config section of a mode's own settings: mode -> (section key, "module:class"); the
+#: class is a dataclass read like the other sections (unknown keys rejected).  A config may
+#: hold only the section of its own mode; absent, the class's defaults are used.
+MODE_SECTIONS: dict[str, tuple[str, str]] = {
+    "meta": ("meta", "lda_opt.learning.meta:MetaConfig"),
+    "transfer_step1": ("transfer", "lda_opt.learning.transfer:TransferConfig"),
+    "transfer_step2": ("transfer", "lda_opt.learning.transfer:TransferConfig"),
+    "mol": ("mol", "lda_opt.learning.mol:MOLConfig"),
+}
+_SECTION_KEYS = tuple(dict.fromkeys(key for key, _ in MODE_SECTIONS.values()))
+
+
+def _section_class(mode: str):
+    import importlib
+
+    module, name = MODE_SECTIONS[mode][1].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 # A config file's bad values are ValueErrors whatever their kind (bad file content, not a
@@ -175,6 +200,7 @@ class NetConfig:
     alpha: float = 0.5
     tau: float = 0.5
     theta: float = 0.2
+    gamma_u: float = 1.0
     eps0: float = 1e-3
     gamma: float = 0.9
     sigma: float = 1e3
@@ -192,7 +218,7 @@ class NetConfig:
             raise ValueError(f"net.algorithm must be one of {sorted(NET_ALGORITHMS)}; got {self.algorithm!r}")
         for n in ("width", "depth", "kernel_size"):
             _int(f"net.{n}", getattr(self, n), 1)
-        for n in ("delta", "alpha", "tau", "eps0", "sigma", "weight"):
+        for n in ("delta", "alpha", "tau", "gamma_u", "eps0", "sigma", "weight"):
             _num(f"net.{n}", getattr(self, n), 0.0)
         _num("net.theta", self.theta, 0.0, 1.0)
         _num("net.gamma", self.gamma, 0.0, 1.0)
@@ -230,8 +256,11 @@ class OptimConfig:
     ssim_weight: float = 0.0
     dtype: str = "float32"
     threads: int = 1
+    mode: str = "standard"
 
     def __post_init__(self) -> None:
+        if self.mode not in TRAIN_MODES:
+            raise ValueError(f"train.mode must be one of {list(TRAIN_MODES)}; got {self.mode!r}")
         for n, lo in (("phases", 1), ("first_phases", 1), ("phase_step", 1), ("epochs_first", 1),
                       ("epochs_stage", 0), ("batch_size", 1), ("threads", 1)):
             _int(f"train.{n}", getattr(self, n), lo)
@@ -290,8 +319,26 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     net: NetConfig = field(default_factory=NetConfig)
     train: OptimConfig = field(default_factory=OptimConfig)
+    #: the settings of ``train.mode``'s system (:data:`MODE_SECTIONS`); None for the others
+    meta: Any = None
+    transfer: Any = None
+    mol: Any = None
 
     def __post_init__(self) -> None:
+        own = MODE_SECTIONS.get(self.train.mode, (None,))[0]
+        for key in _SECTION_KEYS:
+            value = getattr(self, key)
+            if key != own:
+                if value is not None:
+                    raise ValueError(f"config section {key!r} belongs to another train.mode; train.mode is "
+                                     f"{self.train.mode!r}")
+                continue
+            cls = _section_class(self.train.mode)
+            if value is None:
+                value = cls()
+            elif not isinstance(value, cls):
+                value = _from_dict(cls, value, key)
+            setattr(self, key, value)
         # NAME is a directory (build/runs/NAME): at least one letter or digit, so never "." or ".."
         if (not isinstance(self.name, str) or not any(c.isalnum() for c in self.name)
                 or not all(c.isalnum() or c in "-_." for c in self.name)):
@@ -309,19 +356,23 @@ class TrainConfig:
             msg = f"a training config must be a JSON object; got {type(d).__name__}"
             raise ValueError(msg)  # noqa: TRY004 - bad file content, not a bad argument
         sections = {"task": TaskConfig, "data": DataConfig, "net": NetConfig, "train": OptimConfig}
-        known = {"name", "seed", *sections}
+        known = {"name", "seed", *sections, *_SECTION_KEYS}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in the training config; valid keys: {sorted(known)}")
         kw = {k: _from_dict(c, d[k], k) for k, c in sections.items() if k in d}
-        for k in ("name", "seed"):
+        for k in ("name", "seed", *_SECTION_KEYS):
             if k in d:
                 kw[k] = d[k]
         return cls(**kw)
 
     def to_dict(self) -> dict:
-        """JSON-able (tuples as lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """JSON-able (tuples as lists); the sections of other modes (None) are left out."""
+        d = json.loads(json.dumps(asdict(self)))
+        for key in _SECTION_KEYS:
+            if d[key] is None:
+                del d[key]
+        return d
 
     def with_overrides(self, **sections: dict) -> TrainConfig:
         """A copy with some fields replaced, e.g. ``with_overrides(train={"epochs_first": 1})``."""
@@ -330,6 +381,8 @@ class TrainConfig:
             if sec in ("name", "seed"):
                 d[sec] = vals
                 continue
+            if sec in _SECTION_KEYS and isinstance(vals, dict):
+                d.setdefault(sec, {})
             if sec not in d or not isinstance(vals, dict):
                 raise ValueError(f"unknown config section {sec!r}")
             d[sec].update(vals)

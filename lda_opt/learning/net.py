@@ -40,7 +40,11 @@ from ..problem import Problem
 __all__ = ["NET_ALGORITHMS", "LDANet", "tv_init_"]
 
 #: algorithm name -> the per-phase parameters it learns (besides the CNN and eps0)
-NET_ALGORITHMS: dict[str, tuple[str, ...]] = {"lda": ("alpha", "tau"), "gd": ("alpha",), "agd": ("alpha", "theta")}
+NET_ALGORITHMS: dict[str, tuple[str, ...]] = {"lda": ("alpha", "tau"), "gd": ("alpha",), "agd": ("alpha", "theta"),
+                                               "meta-lda": ("alpha", "tau"), "elda": ("alpha", "gamma_u")}
+#: the algorithms whose phases run with the solver's own safeguard line search (meta-LDA
+#: Algorithm 1 lines 5-10, modified ELDA (4.10)-(4.11)); the others take a fixed step
+_SEARCHING = ("meta-lda", "elda")
 
 #: the smallest eps_tol the phase solver is built with (phases never stop early)
 _TINY_TOL = 1e-30
@@ -94,8 +98,12 @@ class LDANet(nn.Module):
     phases: number of phases ``K >= 1`` (grown by :meth:`grow` during stair training).
     width, depth, kernel_size, in_channels, complex, delta: the :class:`FeatureCNN` ``q``
         (``d``, number of convolutions ``l``, 3x3 kernels, ``complex=True`` for MRI).
-    algorithm: ``"lda"``, ``"gd"`` or ``"agd"``.
-    alpha, tau, theta: initial per-phase values (``alpha, tau > 0``, ``0 < theta < 1``).
+    algorithm: ``"lda"``, ``"gd"``, ``"agd"``, ``"meta-lda"`` (meta-LDA Algorithm 1 per phase,
+        learned ``alpha_k``, ``tau_k``, sqrt smoothing) or ``"elda"`` (modified ELDA per phase,
+        U-LDA Algorithm 1, learned ``alpha_k``, ``gamma_k``; ``beta_k = alpha_k gamma_k /
+        (alpha_k + gamma_k)``, eq. 4.8).
+    alpha, tau, theta, gamma_u: initial per-phase values (``alpha, tau, gamma_u > 0``,
+        ``0 < theta < 1``).
     eps0: initial ``eps_0 > 0`` (learned).
     gamma, sigma: the reduction rule of Algorithm 1 line 7 (fixed, not learned).
     weight: the fixed ``kappa > 0``.
@@ -117,6 +125,7 @@ class LDANet(nn.Module):
         alpha: float = 0.5,
         tau: float = 0.5,
         theta: float = 0.2,
+        gamma_u: float = 1.0,
         eps0: float = 1e-3,
         gamma: float = 0.9,
         sigma: float = 1e3,
@@ -130,11 +139,13 @@ class LDANet(nn.Module):
         self.algorithm = algorithm
         self.features = features if features is not None else FeatureCNN(
             in_channels, width, depth, kernel_size, complex, delta)
-        alpha, tau, eps0, weight, sigma = (real(n, v, 0.0) for n, v in (
-            ("alpha", alpha), ("tau", tau), ("eps0", eps0), ("weight", weight), ("sigma", sigma)))
+        alpha, tau, gamma_u, eps0, weight, sigma = (real(n, v, 0.0) for n, v in (
+            ("alpha", alpha), ("tau", tau), ("gamma_u", gamma_u), ("eps0", eps0), ("weight", weight),
+            ("sigma", sigma)))
         theta, gamma = real("theta", theta, 0.0, 1.0), real("gamma", gamma, 0.0, 1.0)
         self.gamma, self.sigma, self.weight = gamma, sigma, weight
-        init = {"alpha": math.log(alpha), "tau": math.log(tau), "theta": math.log(theta / (1 - theta))}
+        init = {"alpha": math.log(alpha), "tau": math.log(tau), "theta": math.log(theta / (1 - theta)),
+                "gamma_u": math.log(gamma_u)}
         for name in NET_ALGORITHMS[algorithm]:
             self.register_parameter(f"raw_{name}", nn.Parameter(torch.full((phases,), init[name])))
         self.raw_eps0 = nn.Parameter(torch.tensor(math.log(eps0)))
@@ -146,7 +157,8 @@ class LDANet(nn.Module):
         return int(self.raw_alpha.shape[0])
 
     def phase_params(self) -> dict[str, torch.Tensor]:
-        """The positive per-phase parameters, each of shape (K,): ``alpha``, ``tau`` / ``theta``."""
+        """The positive per-phase parameters, each of shape (K,): ``alpha``, ``tau`` / ``theta`` /
+        ``gamma_u``."""
         out = {}
         for name in NET_ALGORITHMS[self.algorithm]:
             raw = getattr(self, f"raw_{name}")
@@ -177,15 +189,20 @@ class LDANet(nn.Module):
 
     # -- the solver the phases run -------------------------------------------------------
     def phase_solver(self):
-        """The solver whose ``iterate`` is every phase: fixed steps (``linesearch=False``),
-        never stopping early (tiny ``eps_tol``)."""
+        """The solver whose ``iterate`` is every phase, never stopping early (tiny ``eps_tol``):
+        LDA / GD / AGD with fixed steps (``linesearch=False``); meta-LDA and modified ELDA
+        with their own safeguard search (the phase is one iteration of their Algorithm 1),
+        their other constants at the solver's defaults."""
         cls = ALGORITHMS[self.algorithm]
-        return cls(linesearch=False, eps0=float(self.eps0.detach()), gamma=self.gamma, sigma=self.sigma,
-                   eps_tol=_TINY_TOL, max_iter=10**9)
+        extra = {} if self.algorithm in _SEARCHING else {"linesearch": False}
+        return cls(eps0=float(self.eps0.detach()), gamma=self.gamma, sigma=self.sigma, eps_tol=_TINY_TOL,
+                   max_iter=10**9, **extra)
 
-    def problem(self, fidelity) -> Problem:
-        """``Problem(fidelity, self.features, weight=kappa)``."""
-        return Problem(fidelity, self.features, weight=self.weight)
+    def problem(self, fidelity, weight: float | torch.Tensor | None = None) -> Problem:
+        """``Problem(fidelity, self.features, weight)``; ``weight`` defaults to the fixed
+        ``kappa``; a (B,) tensor gives every sample its own weight and may carry gradients
+        (meta-LDA eq. 12: ``kappa = sigmoid(omega_i)`` for the task of each sample)."""
+        return Problem(fidelity, self.features, weight=self.weight if weight is None else weight)
 
     def forward(self, problem: Problem, x0: torch.Tensor, phases: int | None = None,
                 callback=None) -> tuple[torch.Tensor, State]:
@@ -224,10 +241,17 @@ class LDANet(nn.Module):
         (``eps_K``): LDA (GD for ``algorithm="gd"``) with backtracking (Sec. 4.3.3: shrink 0.5,
         ``phi_eps(v) - phi_eps(x) <= -c ||v - x||^2``, ``c = 0.35``), started at ``alpha``
         (default: the last learned ``alpha_K``), ``tau_k = alpha_k``, and the network's ``gamma``,
-        ``sigma``.  AGD-Net continues with AGD (backtracking)."""
+        ``sigma``.  AGD-Net continues with AGD (backtracking).  Meta-LDA and ELDA nets continue
+        with their own Algorithm 1 (its safeguard search; ``c`` and ``shrink`` do not apply)
+        from the last learned ``alpha_K``, ``tau_K`` / ``gamma_K``."""
+        learned = {k: float(v[-1].detach()) for k, v in self.phase_params().items()}
         if alpha is None:
-            alpha = float(self.phase_params()["alpha"][-1].detach())
+            alpha = learned["alpha"]
         cls = ALGORITHMS[self.algorithm]
+        if self.algorithm in _SEARCHING:
+            learned.pop("alpha")
+            return cls(eps0=float(eps), gamma=self.gamma, sigma=self.sigma, eps_tol=eps_tol, alpha=alpha,
+                       max_iter=max_iter, max_linesearch=max_linesearch, **learned)
         return cls(eps0=float(eps), gamma=self.gamma, sigma=self.sigma, eps_tol=eps_tol, alpha=alpha,
                    c=c, shrink=shrink, max_iter=max_iter, max_linesearch=max_linesearch)
 
@@ -246,7 +270,8 @@ class LDANet(nn.Module):
             **params,
             "raw": {k: [float(t) for t in getattr(self, f"raw_{k}").detach().cpu().to(torch.float64)]
                     for k in NET_ALGORITHMS[self.algorithm]} | {"eps0": float(self.raw_eps0.detach())},
-            "solver": {"gamma": self.gamma, "sigma": self.sigma, "smoothing": "huber", "linesearch": False},
+            "solver": {"gamma": self.gamma, "sigma": self.sigma, "smoothing": self.phase_solver().smoothing.name,
+                       "linesearch": self.algorithm in _SEARCHING},
             "dtype": str(self.raw_eps0.dtype).removeprefix("torch."),
         }
 

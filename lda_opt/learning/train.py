@@ -97,7 +97,7 @@ def build_net(config: TrainConfig, phases: int | None = None) -> LDANet:
     n = config.net
     net = LDANet(phases or config.train.first_phases, n.width, n.depth, n.algorithm,
                  in_channels=1, kernel_size=n.kernel_size, complex=config.task.kind == "mri", delta=n.delta,
-                 alpha=n.alpha, tau=n.tau, theta=n.theta, eps0=n.eps0, gamma=n.gamma, sigma=n.sigma,
+                 alpha=n.alpha, tau=n.tau, theta=n.theta, gamma_u=n.gamma_u, eps0=n.eps0, gamma=n.gamma, sigma=n.sigma,
                  weight=n.weight)
     gen = torch.Generator().manual_seed(config.seed)
     if n.init == "tv":
@@ -283,9 +283,33 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.train.threads)
     try:
+        if config.train.mode != "standard":
+            return mode_trainer(config.train.mode)(config, out, resume=resume, quiet=quiet, stop_after=stop_after,
+                                                   data=data)
         return _train(config, out, resume, quiet, stop_after, data)
     finally:
         torch.set_num_threads(threads_before)
+
+
+#: ``train.mode`` (but "standard") -> "module:function" of its training system; the function
+#: is called as ``fn(config, out, *, resume, quiet, stop_after, data)`` inside :func:`train`
+#: (threads set, ``out`` created) and returns the run's ``log.json`` summary.
+MODE_TRAINERS: dict[str, str] = {
+    "meta": "lda_opt.learning.meta:train_meta",
+    "transfer_step1": "lda_opt.learning.transfer:train_transfer",
+    "transfer_step2": "lda_opt.learning.transfer:train_transfer",
+    "mol": "lda_opt.learning.mol:train_mol",
+}
+
+
+def mode_trainer(mode: str):
+    """The training function of ``train.mode = mode`` (:data:`MODE_TRAINERS`)."""
+    import importlib
+
+    if mode not in MODE_TRAINERS:
+        raise ValueError(f"train.mode must be one of {['standard', *MODE_TRAINERS]}; got {mode!r}")
+    module, name = MODE_TRAINERS[mode].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _adam(net: LDANet, tc) -> torch.optim.Optimizer:

@@ -53,7 +53,7 @@ def test_step_parameters_are_positive_and_theta_in_unit_interval():
 @pytest.mark.parametrize("kw, name", [({"phases": 0}, "phases"), ({"alpha": -1.0}, "alpha"),
                                       ({"tau": 0.0}, "tau"), ({"eps0": float("nan")}, "eps0"),
                                       ({"theta": 1.0}, "theta"), ({"gamma": 1.5}, "gamma"),
-                                      ({"algorithm": "elda"}, "algorithm"), ({"weight": 0.0}, "weight")])
+                                      ({"algorithm": "fista"}, "algorithm"), ({"weight": 0.0}, "weight")])
 def test_bad_arguments_name_the_parameter(kw, name):
     args = {"phases": 2, "width": 4, "depth": 2} | kw
     with pytest.raises(ValueError, match=name):

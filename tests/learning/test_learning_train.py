@@ -214,7 +214,7 @@ def test_resume_refuses_a_different_config_or_a_missing_state(tmp_path):
 @pytest.mark.parametrize(
     "patch, name",
     [({"train": {"lr": -1}}, "train.lr"), ({"net": {"width": 0}}, "net.width"),
-     ({"net": {"algorithm": "elda"}}, "net.algorithm"), ({"task": {"ratio": 1.5}}, "ratio"),
+     ({"net": {"algorithm": "fista"}}, "net.algorithm"), ({"task": {"ratio": 1.5}}, "ratio"),
      ({"task": {"mask": "spiral"}}, "mask"), ({"data": {"val_images": ["camera"]}}, "val_images"),
      ({"train": {"first_phases": 9}}, "first_phases"), ({"bogus": 1}, "bogus"),
      ({"net": {"widht": 3}}, "widht"), ({"train": {"dtype": "float16"}}, "train.dtype"),
