@@ -6,19 +6,28 @@
 * :class:`Problem` -- a fidelity, a feature map ``q`` (any ``nn.Module``) and a weight
   ``kappa`` (a float, or a tensor of shape (B,) for one weight per sample).
 
-``Problem.phi(x)`` is the exact nonsmooth objective of shape (B,).
+``Problem.phi(x)`` is the exact nonsmooth objective of shape (B,), ``Problem.phi_eps(x, eps,
+smoothing)`` the smoothed one; both run without autograd unless ``differentiable=True``,
+which keeps the graph to ``x`` (and to the feature map's parameters), e.g. for a
+``torch.optim`` closure.  :class:`SmoothedObjective` (``Problem.smoothed(eps)``) is
+``phi_eps`` as an objective for ``torch.optim`` / ``scipy.optimize``: differentiable calls,
+``value_and_grad`` with the library's own gradient (``grad f + kappa grad q^T y*_eps``, LDA eq.
+10) and a cache of the last forwards, so that re-evaluating a point costs no pass of ``q``
+and its gradient at a new ``eps`` one backward (the reuse the library's solvers get).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
-from ._validate import real
+from ._validate import flag, integer, real
 from .operators import DTYPES, LinearOperator
-from .smoothing import Smoothing
+from .smoothing import Huber, Smoothing
 
-__all__ = ["LeastSquares", "Problem"]
+__all__ = ["LeastSquares", "Problem", "SmoothedObjective"]
 
 
 def _check_dtype(t: torch.Tensor, name: str) -> None:
@@ -164,17 +173,32 @@ class Problem:
         return out
 
     # -- objective ------------------------------------------------------------------------
-    def phi(self, x: torch.Tensor) -> torch.Tensor:
-        """The exact nonsmooth objective ``f(x) + kappa ||q(x)||_{2,1}``, shape (B,)."""
-        with torch.no_grad():
+    def phi(self, x: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+        """The exact nonsmooth objective ``f(x) + kappa ||q(x)||_{2,1}``, shape (B,).
+        ``differentiable=True`` keeps the autograd graph (a subgradient where a group
+        ``q_i(x)`` is zero is whatever autograd gives; prefer :meth:`phi_eps`)."""
+        flag("differentiable", differentiable)
+        with _grad_mode(differentiable):
             f = self.fidelity.value(x)
             return f + self.kappa(f) * Smoothing.exact(self.features(x))
 
-    def phi_eps(self, x: torch.Tensor, eps: torch.Tensor | float, smoothing: Smoothing) -> torch.Tensor:
-        """The smoothed objective ``f(x) + kappa r_eps(x)``, shape (B,)."""
-        with torch.no_grad():
+    def phi_eps(self, x: torch.Tensor, eps: torch.Tensor | float, smoothing: Smoothing, *,
+                differentiable: bool = False) -> torch.Tensor:
+        """The smoothed objective ``f(x) + kappa r_eps(x)``, shape (B,) (``eps``: a number or
+        a (B,) tensor).  ``differentiable=True`` keeps the autograd graph to ``x`` and to the
+        feature map's parameters: ``phi_eps(x, eps, s, differentiable=True).sum().backward()``
+        gives ``grad phi_eps`` per sample (for complex ``x``, with respect to ``(Re x, Im x)``
+        packed as a complex tensor, PyTorch's convention, as ``grad f`` here)."""
+        flag("differentiable", differentiable)
+        _check_smoothing(smoothing)
+        with _grad_mode(differentiable):
             f = self.fidelity.value(x)
             return f + self.kappa(f) * smoothing.value(self.features(x), eps)
+
+    def smoothed(self, eps: float, smoothing: Smoothing | None = None, *, cache: int = 4) -> SmoothedObjective:
+        """``phi_eps`` as an objective for ``torch.optim`` / ``scipy.optimize``: a
+        :class:`SmoothedObjective` at level ``eps`` (``smoothing`` default Huber)."""
+        return SmoothedObjective(self, eps, smoothing, cache=cache)
 
     def check_input(self, x0: torch.Tensor, name: str = "x0") -> None:
         """Raise a clear error if ``x0`` cannot start an iteration on this problem."""
@@ -197,3 +221,102 @@ class Problem:
                 )
             if p.device != x0.device:
                 raise ValueError(f"feature map is on {p.device} but {name} is on {x0.device}")
+
+
+def _grad_mode(differentiable: bool):
+    return contextlib.nullcontext() if differentiable else torch.no_grad()
+
+
+def _check_smoothing(smoothing) -> None:
+    if not isinstance(smoothing, Smoothing) or type(smoothing).value is Smoothing.value:
+        raise TypeError(f"smoothing must be an lda_opt.smoothing.Smoothing such as Huber() or Sqrt(); "
+                        f"got {type(smoothing).__name__}")
+
+
+class SmoothedObjective:
+    r"""``phi_eps(x) = f(x) + kappa r_eps(x)`` of a :class:`Problem` as an objective for
+    ``torch.optim`` and ``scipy.optimize`` (per sample: values of shape (B,)).
+
+    * ``obj(x)``: the differentiable value (autograd graph to ``x`` and to ``q``'s
+      parameters); ``obj(x).sum().backward()`` fills ``x.grad`` with ``grad phi_eps``.
+    * ``obj.value_and_grad(x)``: ``(phi_eps(x), grad phi_eps(x))`` without differentiating
+      through them, the gradient as the library's solvers compute it,
+      ``grad f(x) + kappa grad q(x)^T y*_eps(q(x))`` (LDA eq. 10): one forward of ``q`` (graph
+      kept) per new point, one backward per (point, ``eps``).  The last ``cache`` points are
+      kept, so a re-evaluated point costs no pass and, after ``obj.eps`` is lowered (an
+      eps-continuation), its gradient one backward.
+    * ``obj.phi(x)``: the exact objective at a cached (or new) point, no extra pass.
+
+    ``eps`` (settable) is a number ``> 0``; ``smoothing`` defaults to :class:`Huber`.
+    """
+
+    def __init__(self, problem: Problem, eps: float, smoothing: Smoothing | None = None, *,
+                 cache: int = 4) -> None:
+        if not isinstance(problem, Problem):
+            raise TypeError(f"problem must be an lda_opt.Problem; got {type(problem).__name__}")
+        smoothing = Huber() if smoothing is None else smoothing
+        _check_smoothing(smoothing)
+        self.problem = problem
+        self.smoothing = smoothing
+        self.cache = integer("cache", cache, 1)
+        self.eps = eps
+        self._entries: list[dict] = []
+
+    @property
+    def eps(self) -> float:
+        """The smoothing level ``eps > 0``."""
+        return self._eps
+
+    @eps.setter
+    def eps(self, value: float) -> None:
+        self._eps = real("eps", value, 0)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``phi_eps(x)``, shape (B,), differentiable (no cache)."""
+        return self.problem.phi_eps(x, self._eps, self.smoothing, differentiable=True)
+
+    def _entry(self, x: torch.Tensor) -> dict:
+        """The cached forward at ``x`` (one forward of ``q`` if ``x`` is new)."""
+        xd = x.detach()
+        for e in self._entries:
+            if e["x"].shape == xd.shape and e["x"].dtype == xd.dtype and torch.equal(e["x"], xd):
+                return e
+        self.problem.check_input(xd, "x")
+        leaf = xd.clone().requires_grad_(True)
+        with torch.enable_grad():
+            g = self.problem.features(leaf)
+        with torch.no_grad():
+            f, grad_f = self.problem.fidelity.value_and_grad(xd)
+        e = {"x": xd.clone(), "leaf": leaf, "g": g, "f": f, "grad_f": grad_f, "grads": {}}
+        self._entries.append(e)
+        if len(self._entries) > self.cache:
+            self._entries.pop(0)
+        return e
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """``phi_eps(x)``, shape (B,), not differentiable (cached forward)."""
+        e = self._entry(x)
+        with torch.no_grad():
+            return e["f"] + self.problem.kappa(e["f"]) * self.smoothing.value(e["g"].detach(), self._eps)
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        """``grad phi_eps(x)`` shaped like ``x`` (one backward per point and ``eps``)."""
+        e = self._entry(x)
+        if self._eps not in e["grads"]:
+            y = self.smoothing.dual(e["g"].detach(), self._eps)
+            (v,) = torch.autograd.grad(e["g"], e["leaf"], y, retain_graph=True)
+            k = self.problem.kappa(e["f"])
+            if isinstance(k, torch.Tensor):
+                k = k.reshape(-1, *([1] * (v.dim() - 1)))
+            e["grads"][self._eps] = e["grad_f"] + k * v
+        return e["grads"][self._eps]
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(phi_eps(x), grad phi_eps(x))``: (B,) and shaped like ``x``."""
+        return self.value(x), self.grad(x)
+
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact objective ``phi(x)``, shape (B,), from the cached forward."""
+        e = self._entry(x)
+        with torch.no_grad():
+            return e["f"] + self.problem.kappa(e["f"]) * Smoothing.exact(e["g"].detach())

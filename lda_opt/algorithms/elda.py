@@ -46,6 +46,7 @@ from .base import (
     sq_norm,
     u_candidate,
 )
+from .candidates import CandidateRule, candidate_aux, candidate_update, propose
 from .theory import (
     BoundContext,
     BoundCurves,
@@ -90,9 +91,17 @@ def eq_4_11(phi_v, phi_x, d2, eps, eta3):
 
 
 @dataclass(kw_only=True)
-class ELDA(Solver):
+class ELDA(Solver, CandidateRule):
     """Modified ELDA.  ``gamma_u`` is the paper's ``gamma_t`` (4.7b); ``gamma`` is the
-    smoothing reduction factor.  ``max_linesearch`` caps the (4.11) search."""
+    smoothing reduction factor.  ``max_linesearch`` caps the (4.11) search.
+
+    ``candidate`` (with ``memory``, ``reset_memory``, ``candidate_shrink``,
+    ``candidate_linesearch``; :class:`~lda_opt.algorithms.candidates.CandidateRule`) chooses
+    the ``u`` tested by (4.9a)-(4.9b): ``"paper"`` (4.8), ``"lbfgs"`` or ``"nesterov"``
+    (searched on (4.9a)-(4.9b) themselves; ``theory/candidates.md``).  Every accepted ``u``
+    satisfies (4.9a)-(4.9b) and every ``v`` (4.11), so Lemma 4.5 and Theorem 4.6 hold for
+    each rule.  The trace's ``linesearch`` counts the (4.11) evaluations; its ``step`` is the
+    accepted ``t`` (L-BFGS), ``s`` (Nesterov) or ``alpha`` (paper) on u-rows."""
 
     eps0: float = 1e-3
     gamma: float = 0.9
@@ -114,20 +123,36 @@ class ELDA(Solver):
         for n in ("alpha", "gamma_u", "alpha_bar", "eta1", "eta2", "eta3"):
             real(n, getattr(self, n), 0)
         real("rho", self.rho, 0, 1)
+        self._check_candidate()
+
+    def init_aux(self, point) -> dict[str, torch.Tensor]:
+        """The candidate rule's per-sample state (none for ``"paper"``)."""
+        return candidate_aux(self, point, self.alpha_bar)
 
     def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
         x, eps = state.point, state.eps
         b = eps.shape[0]
         cnt = Counter(b, eps.device)
         P = lambda n: self.param(n, b, eps, overrides)
-        alpha, gam = P("alpha"), P("gamma_u")
-        pu = u_candidate(oracle, x, eps, alpha, alpha * gam / (alpha + gam), cnt)
-        with torch.no_grad():
-            du2 = sq_norm(pu.x - x.x)
-            gx = sq_norm(x.grad).sqrt()
-            take_u = holds(eq_4_9a(gx, du2.sqrt(), P("eta1"))) \
-                & holds(eq_4_9b(pu.phi_eps, x.phi_eps, du2, P("eta2"))) \
-                & torch.isfinite(pu.phi_eps)
+        prop = None
+        if self.candidate == "paper":
+            alpha, gam = P("alpha"), P("gamma_u")
+            pu = u_candidate(oracle, x, eps, alpha, alpha * gam / (alpha + gam), cnt)
+            with torch.no_grad():
+                du2 = sq_norm(pu.x - x.x)
+                gx = sq_norm(x.grad).sqrt()
+                take_u = holds(eq_4_9a(gx, du2.sqrt(), P("eta1"))) \
+                    & holds(eq_4_9b(pu.phi_eps, x.phi_eps, du2, P("eta2"))) \
+                    & torch.isfinite(pu.phi_eps)
+            u_step = alpha.detach()
+        else:
+            with torch.no_grad():
+                gx = sq_norm(x.grad).sqrt()
+            eta1, eta2 = P("eta1"), P("eta2")
+            test = lambda pv, px, d2, e, rows: holds(eq_4_9a(gx[rows], d2.sqrt(), eta1[rows])) \
+                & holds(eq_4_9b(pv, px, d2, eta2[rows]))
+            prop = propose(self, oracle, state, test, cnt, P("alpha_bar"))
+            pu, take_u, u_step = prop.point, prop.accepted, prop.step.detach()
         if not bool(take_u.any()):
             pu.graphs = []  # no row takes u: free the graph of q(u) before the (4.11) search
         eta3 = P("eta3")
@@ -136,10 +161,11 @@ class ELDA(Solver):
             lambda pv, px, d2, e, rows: holds(eq_4_11(pv, px, d2, e, eta3[rows])),
             cnt,
         )
-        new, _moved = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
+        new, moved = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
         branch = torch.where(take_u, 0, torch.where(ls.accepted, 1, -1))
-        step = torch.where(take_u, alpha.detach(), ls.step.detach())
-        return StepOutput(new, branch, step, ls.evaluations, ls.capped, cnt)
+        step = torch.where(take_u, u_step, ls.step.detach())
+        return StepOutput(new, branch, step, ls.evaluations, ls.capped, cnt,
+                          candidate_update(self, state, new, moved, take_u, prop))
 
     # -- theory (theory/elda.md) -----------------------------------------------------------
     def theory(self) -> Theory:

@@ -48,6 +48,7 @@ from .base import (
     accept,
     u_candidate,
 )
+from .candidates import CandidateRule, candidate_aux, candidate_update, propose
 from .meta_lda import LemmaA3
 from .theory import (
     BoundContext,
@@ -278,9 +279,16 @@ class LDABacktracking(Solver):
 
 
 @dataclass(kw_only=True)
-class LDA(LDABacktracking):
+class LDA(LDABacktracking, CandidateRule):
     """LDA Algorithm 1 with backtracking on ``alpha`` (``linesearch=True``) or a fixed
-    ``alpha``."""
+    ``alpha``.
+
+    ``candidate`` (:class:`~lda_opt.algorithms.candidates.CandidateRule`) chooses ``u``:
+    ``"paper"`` (14a), ``"lbfgs"`` or ``"nesterov"`` (searched on LDA's rule
+    ``phi_eps(u) - phi_eps(x_k) <= -c ||u - x_k||^2``; a ``u`` that fails it is not taken).
+    Every rule keeps (15), ``x_{k+1} = u`` only if ``phi_eps(u) <= phi_eps(v)``, so Lemmas
+    3.3-3.4 and Theorems 3.5-3.6 hold for each (``theory/candidates.md``); the trace's
+    ``step`` is ``alpha_k`` of ``v`` on both branches, as for ``"paper"``."""
 
     tau: float | None = None
     warm_start: bool = True
@@ -291,23 +299,33 @@ class LDA(LDABacktracking):
         super().__post_init__()
         if self.tau is not None:
             real("tau", self.tau, 0)
+        self._check_candidate()
 
     def init_aux(self, point) -> dict[str, torch.Tensor]:
-        return initial_alpha_aux(self, point)
+        return {**initial_alpha_aux(self, point), **candidate_aux(self, point, self.alpha)}
 
     def step(self, oracle: Oracle, state: State, overrides: dict | None = None) -> StepOutput:
         x, eps = state.point, state.eps
         cnt = Counter(eps.shape[0], eps.device)
         ls = lda_v_search(self, oracle, state, cnt, overrides)
         alpha_k = ls.step
-        if self.tau is None and "tau" not in (overrides or {}):
-            tau = alpha_k  # beta_k -> infinity in (13a)
+        prop = None
+        if self.candidate == "paper":
+            if self.tau is None and "tau" not in (overrides or {}):
+                tau = alpha_k  # beta_k -> infinity in (13a)
+            else:
+                tau = self.param("tau", eps.shape[0], eps, overrides)
+            pu = u_candidate(oracle, x, eps, alpha_k, tau, cnt)
+            with torch.no_grad():
+                take_u = ls.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
         else:
-            tau = self.param("tau", eps.shape[0], eps, overrides)
-        pu = u_candidate(oracle, x, eps, alpha_k, tau, cnt)
-        with torch.no_grad():
-            take_u = ls.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
-        new, _ = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
+            c = self.param("c", eps.shape[0], eps, overrides)
+            rule = lambda pv, px, d2, e, rows: holds(backtracking_rule(pv, px, d2, c[rows]))
+            prop = propose(self, oracle, state, rule, cnt, self.param("alpha", eps.shape[0], eps, overrides))
+            pu = prop.point
+            with torch.no_grad():
+                take_u = ls.accepted & prop.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
+        new, moved = accept(oracle, x, eps, [(pu, take_u), (ls.point, ls.accepted)], cnt)
         branch = torch.where(take_u, 0, torch.where(ls.accepted, 1, -1))
         return StepOutput(new, branch, alpha_k.detach(), ls.evaluations, ls.capped, cnt,
-                          warm_start_aux(self, state, ls))
+                          {**warm_start_aux(self, state, ls), **candidate_update(self, state, new, moved, take_u, prop)})

@@ -142,7 +142,8 @@ class LineSearchInfo:
 
 @dataclass(frozen=True)
 class Backtracking:
-    r"""Backtracking on ``v(s) = x - s d`` (``d = grad phi_eps(x)`` plus an optional shift).
+    r"""Backtracking on ``v(s) = x - s d + shift`` (``d = grad phi_eps(x)`` unless a
+    ``direction`` is given, e.g. a candidate rule's ``H grad phi_eps(x)``; ``shift`` optional).
 
     Tries ``s = s_0, rho s_0, rho^2 s_0, ...`` until ``decrease(phi_eps(v), phi_eps(x),
     ||v - x||^2, eps, rows)`` holds (``rows``: the sample indices of the trial), at most ``max_steps`` evaluations.  Hitting the cap is
@@ -162,6 +163,7 @@ class Backtracking:
         decrease: Callable[..., torch.Tensor],
         counter: Counter,
         shift: torch.Tensor | None = None,
+        direction: torch.Tensor | None = None,
     ) -> LineSearchInfo:
         b = x.x.shape[0]
         acc = Point(x.x, x.g, x.f, x.grad_f, x.phi_eps, None, [])
@@ -174,7 +176,8 @@ class Backtracking:
             if rows.numel() == 0:
                 break
             s = step[rows]
-            v = x.x[rows] - per_sample(s, x.grad[rows]) * x.grad[rows]
+            d = x.grad[rows] if direction is None else direction[rows]
+            v = x.x[rows] - per_sample(s, d) * d
             if shift is not None:
                 v = v + shift[rows]
             pv = oracle.evaluate(v, eps[rows], counter, rows)
