@@ -1,5 +1,9 @@
 """``lda-opt train --config FILE``: stair-train an unrolled LDA-Net (LDA Sec. 4.1).
 
+``torchrun --standalone --nproc_per_node N -m lda_opt.cli train --config FILE`` trains the
+same run on N ranks (DistributedDataParallel, gloo on the CPU; see
+:mod:`lda_opt.learning.train`): only rank 0 writes and prints.
+
 Writes into ``--out DIR`` (default ``build/runs/NAME``): ``config.json``, ``log.json`` (one
 record per epoch), ``curves.png``, the inference checkpoint ``model.safetensors`` +
 ``model.json`` (and ``best.*`` with ``train.select = "best_val"``) and the resume state
@@ -13,6 +17,7 @@ half-written -- or trains a finished run on when the config only appends stages 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                  else "no epoch was completed; nothing to resume")
         print(f"lda-opt train: interrupted; {saved}", file=sys.stderr)
         return 130
-    if not args.quiet:
+    if not args.quiet and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 reports
         last = info["epochs"][-1]
         state = "complete" if info["complete"] else "interrupted (resume with --resume)"
         if info.get("best"):

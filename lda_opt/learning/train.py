@@ -30,6 +30,20 @@ transient inconsistency a kill can leave is a ``model.safetensors`` newer than i
 ``model.json`` (killed between their two renames): :func:`~lda_opt.nets.load_checkpoint`
 refuses that pair ("different saves") and ``resume=True`` rewrites it.
 
+Distributed data parallel.  Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE > 1`` in the
+environment; or inside a process group the caller initialized) the standard mode trains
+with :class:`~torch.nn.parallel.DistributedDataParallel` (gloo: training runs on the CPU;
+:func:`ddp_backend` gives nccl for a CUDA device): every rank draws the same seeded
+permutation and takes ``batch[rank::world]`` of each global batch, so that rank ``r`` sees
+``perm[r::world]`` of the epoch's shuffle when ``world`` divides ``train.batch_size``; its
+loss is scaled by ``world * n_rank / n_batch`` so that DDP's average of the rank gradients is
+the gradient of the global batch's mean loss (the single-process step, up to round-off, also
+for an uneven last batch).  Only rank 0 writes (config, checkpoints, state, log, curves) and
+shows a bar; every rank validates the whole validation set (same weights, same numbers).  At
+each stage boundary every rank grows the net and rebuilds DDP and Adam.  ``resume=True`` works
+as in one process (every rank reads ``state.safetensors``: ``out_dir`` must be on a file
+system the ranks share).
+
 On CPU with a fixed thread count a resumed run -- after :func:`train` returned with
 ``stop_after`` or after the process was killed anywhere -- reproduces the uninterrupted one
 bit for bit (``tests/test_faults.py``).  A tqdm bar shows the loss and the validation PSNR
@@ -68,6 +82,7 @@ __all__ = [
     "STATE_FILE",
     "build_net",
     "checkpoint_metadata",
+    "ddp_backend",
     "evaluate",
     "exported_checkpoint",
     "extends",
@@ -236,6 +251,72 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# torch.distributed (torchrun): the process group, the rank's share of a batch
+# ---------------------------------------------------------------------------------------
+def ddp_backend(device: torch.device | str = "cpu") -> str:
+    """The torch.distributed backend for training on ``device``: ``"nccl"`` for CUDA,
+    ``"gloo"`` otherwise."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def _env_world_size() -> int:
+    raw = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world = int(raw)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE must be an integer >= 1 (torchrun sets it); got {raw!r}") from None
+    if world < 1:
+        raise ValueError(f"WORLD_SIZE must be an integer >= 1 (torchrun sets it); got {raw!r}")
+    return world
+
+
+def _process_group() -> tuple[int, int, bool]:
+    """``(rank, world, created)``: the initialized process group (``created``: by this call,
+    from torchrun's environment, with :func:`ddp_backend`), or ``(0, 1, False)`` in one
+    process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if _env_world_size() == 1:
+        return 0, 1, False
+    if not dist.is_available():
+        raise ValueError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    dist.init_process_group(backend=ddp_backend("cpu"))
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _check_shards(n: int, batch_size: int, world: int) -> None:
+    """Every global batch must give each of the ``world`` ranks at least one sample."""
+    last = n % batch_size or batch_size
+    if world > 1 and min(batch_size, n, last) < world:
+        raise ValueError(f"train.batch_size = {batch_size} with {n} training samples gives a batch of "
+                         f"{min(batch_size, n, last)} sample(s), fewer than the {world} ranks: every rank needs "
+                         "a sample of every batch (a larger batch_size, or data.train a multiple of it)")
+
+
+def _ddp(net: LDANet, world: int):
+    """``net`` wrapped in DistributedDataParallel (a new wrapper per stage: ``grow`` adds
+    parameters), or ``net`` itself in one process."""
+    if world == 1:
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net)
+
+
+def _all_sum(values: list[float], world: int) -> list[float]:
+    """The sums over the ranks of ``values`` (float64), or ``values`` in one process."""
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ---------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------
 def extends(config: TrainConfig, before: TrainConfig) -> bool:
@@ -282,13 +363,22 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
     out.mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.train.threads)
+    created = False
     try:
+        rank, world, created = _process_group()
         if config.train.mode != "standard":
+            if world > 1:
+                raise ValueError(f"train.mode = {config.train.mode!r} runs in one process; torch.distributed "
+                                 f"(WORLD_SIZE = {world}) is supported for train.mode = 'standard'")
             return mode_trainer(config.train.mode)(config, out, resume=resume, quiet=quiet, stop_after=stop_after,
                                                    data=data)
-        return _train(config, out, resume, quiet, stop_after, data)
+        return _train(config, out, resume, quiet, stop_after, data, rank=rank, world=world)
     finally:
         torch.set_num_threads(threads_before)
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 #: ``train.mode`` (but "standard") -> "module:function" of its training system; the function
@@ -317,10 +407,12 @@ def _adam(net: LDANet, tc) -> torch.optim.Optimizer:
     return torch.optim.Adam(net.parameters(), lr=tc.lr, betas=tuple(tc.betas))
 
 
-def _resume_run(config: TrainConfig, out: Path, plan: list, cfg_dict: dict, net: LDANet, make_opt):
+def _resume_run(config: TrainConfig, out: Path, plan: list, cfg_dict: dict, net: LDANet, make_opt, *,
+                write: bool = True):
     """Restore ``net`` and the optimiser from ``out/state.*``; returns ``(opt, summary, log,
-    start epoch, seconds before, best)``. An extending config rewrites ``config.json``; a best
-    epoch of a stage that is no longer the final one is dropped."""
+    start epoch, seconds before, best)``. An extending config rewrites ``config.json`` (unless
+    ``write=False``: a rank other than 0); a best epoch of a stage that is no longer the final
+    one is dropped."""
     if not (out / STATE_FILE).is_file():
         raise ValueError(f"resume: no {STATE_FILE} in {out}")
     tensors, info = _load_state(out)
@@ -329,7 +421,8 @@ def _resume_run(config: TrainConfig, out: Path, plan: list, cfg_dict: dict, net:
         if not extends(config, before):
             raise ValueError(f"resume: the config differs from the one {out} was trained with (it may only "
                              "append stages: a larger train.phases, the earlier stages and everything else unchanged)")
-        _write_json(out / CONFIG_FILE, cfg_dict)
+        if write:
+            _write_json(out / CONFIG_FILE, cfg_dict)
     opt = _restore(net, tensors, info, make_opt)
     summary = info["summary"]
     best = info.get("best")
@@ -349,9 +442,18 @@ def _progress_bar(config: TrainConfig, quiet: bool, start: int, end: int, steps_
 
 
 def _train_epoch(net: LDANet, opt: torch.optim.Optimizer, tr: Measurement, config: TrainConfig, plan: list, e: int,
-                 steps_per_epoch: int, bar, log: list[dict]) -> tuple[float, int]:
+                 steps_per_epoch: int, bar, log: list[dict], *, model=None, rank: int = 0,
+                 world: int = 1) -> tuple[float, int]:
     """One epoch of Adam steps over a seeded permutation of ``tr`` (epoch ``e`` of ``plan``); a step with a non-finite loss is skipped. Returns ``(sum of batch loss x batch
-    size, skipped steps)``."""
+    size, skipped steps)``.
+
+    With ``world > 1`` (``model``: ``net`` in DistributedDataParallel) rank ``rank`` takes
+    ``batch[rank::world]`` of every global batch, its loss scaled by ``world * n_rank /
+    n_batch`` (DDP averages the rank gradients: the global batch's mean-loss gradient); the
+    returned sum and the skip decision are over all ranks (a step is skipped on every rank
+    when any rank's loss is non-finite)."""
+    if world > 1:
+        return _train_epoch_ddp(net, opt, tr, config, plan, e, steps_per_epoch, bar, log, model, rank, world)
     tc = config.train
     stage, K, j = plan[e]
     stage_steps = tc.stages()[stage][1] * steps_per_epoch
@@ -380,6 +482,43 @@ def _train_epoch(net: LDANet, opt: torch.optim.Optimizer, tr: Measurement, confi
     return total, skipped
 
 
+def _train_epoch_ddp(net: LDANet, opt: torch.optim.Optimizer, tr: Measurement, config: TrainConfig, plan: list,
+                     e: int, steps_per_epoch: int, bar, log: list[dict], model, rank: int,
+                     world: int) -> tuple[float, int]:
+    """:func:`_train_epoch` on rank ``rank`` of ``world`` (see there)."""
+    tc = config.train
+    stage, K, j = plan[e]
+    stage_steps = tc.stages()[stage][1] * steps_per_epoch
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + e)
+    perm = torch.randperm(tr.y.shape[0], generator=gen)  # the same on every rank
+    total, skipped = 0.0, 0
+    for s in range(steps_per_epoch):
+        idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
+        mine = idx[rank::world]
+        lr = tc.lr_at(j * steps_per_epoch + s, stage_steps, stage)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        b = tr.select(mine)
+        x, _ = model(net.problem(b.fidelity()), b.x0)
+        loss = reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
+        opt.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        finite = math.isfinite(value)
+        batch_sum, bad = _all_sum([value * len(mine) if finite else 0.0, 0.0 if finite else 1.0], world)
+        if bad == 0.0:
+            (loss * (world * len(mine) / len(idx))).backward()  # DDP all-reduces (averages) the gradients
+            opt.step()
+        else:
+            skipped += 1
+        fault_point("step")
+        total += batch_sum if bad == 0.0 else math.nan
+        if bar is not None:
+            bar.update(1)
+            mean = batch_sum / len(idx) if bad == 0.0 else math.nan
+            bar.set_postfix(K=K, loss=f"{mean:.4g}", val_psnr=f"{log[-1]['val_psnr']:.2f}" if log else "-")
+    return total, skipped
+
+
 def _epoch_record(net: LDANet, opt: torch.optim.Optimizer, va: Measurement, tc, plan: list, e: int,
                   total: float, skipped: int, n: int, steps_per_epoch: int, t0: float) -> dict:
     """Validate ``net`` on ``va`` after epoch ``e``; the epoch's ``log.json`` entry."""
@@ -394,9 +533,10 @@ def _epoch_record(net: LDANet, opt: torch.optim.Optimizer, va: Measurement, tc, 
 
 def _save_epoch(out: Path, net: LDANet, opt: torch.optim.Optimizer, config: TrainConfig, cfg_dict: dict,
                 plan: list, log: list[dict], seconds: float, x0_psnr: float, tr: Measurement, va: Measurement,
-                best: dict | None) -> tuple[dict, dict | None]:
+                best: dict | None, *, write: bool = True) -> tuple[dict, dict | None]:
     """After the epoch ``log[-1]``: the model (and, selecting ``best_val``, the best final-stage)
-    checkpoint, the resumable state and ``log.json``. Returns ``(summary, best)``."""
+    checkpoint, the resumable state and ``log.json`` (nothing written with ``write=False``:
+    a rank other than 0). Returns ``(summary, best)``."""
     tc = config.train
     stages = tc.stages()
     rec = log[-1]
@@ -405,34 +545,44 @@ def _save_epoch(out: Path, net: LDANet, opt: torch.optim.Optimizer, config: Trai
     training = {"epochs": e + 1, "steps": sum(r["steps"] for r in log), "samples_seen": (e + 1) * n,
                 "seconds": seconds, "threads": tc.threads, "final_val_psnr": rec["val_psnr"],
                 "stages": [list(st) for st in stages], "train_samples": n, "val_samples": va.y.shape[0]}
-    save_checkpoint(net.features, out / MODEL_FILE, **checkpoint_metadata(net, config, training))
+    if write:
+        save_checkpoint(net.features, out / MODEL_FILE, **checkpoint_metadata(net, config, training))
     if tc.select == "best_val" and stage == len(stages) - 1 and (best is None or rec["val_psnr"] > best["val_psnr"]):
         best = {"epoch": e + 1, "val_psnr": rec["val_psnr"]}
-        save_checkpoint(net.features, out / BEST_FILE, **checkpoint_metadata(net, config, training))
+        if write:
+            save_checkpoint(net.features, out / BEST_FILE, **checkpoint_metadata(net, config, training))
     summary = {"name": config.name, "config": cfg_dict, "val_psnr_x0": x0_psnr, "epochs": log, "budget": training,
                "parameters": net.num_parameters(), "complete": e + 1 == len(plan), "best": best}
-    _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "summary": summary,
-                                "seconds": seconds, "best": best})
-    _write_json(out / LOG_FILE, summary)
+    if write:
+        _save_state(out, net, opt, {"epoch": e + 1, "phases": net.phases, "config": cfg_dict, "summary": summary,
+                                    "seconds": seconds, "best": best})
+        _write_json(out / LOG_FILE, summary)
     return summary, best
 
 
-def _finish(out: Path, bar, log: list[dict], summary: dict | None, start: int, end: int, plan: list, name: str) -> dict:
+def _finish(out: Path, bar, log: list[dict], summary: dict | None, start: int, end: int, plan: list, name: str,
+            *, write: bool = True) -> dict:
     """Close the bar; a resumed run with nothing left rewrites the log and curves from the state;
-    returns ``log.json``."""
+    returns ``log.json`` (with ``write=False``, a rank other than 0: the same summary, from
+    memory)."""
     if bar is not None:
         bar.close()
     if not log:
         raise ValueError("nothing to train: the config has no epochs")
     if start >= end:  # resumed with nothing left to train: the log and curves from the state
         summary = dict(summary, complete=start == len(plan))
-        _write_json(out / LOG_FILE, summary)
-        _plot(out, log, name)
+        if write:
+            _write_json(out / LOG_FILE, summary)
+            _plot(out, log, name)
+    if not write:
+        return json.loads(json.dumps(summary, allow_nan=True))
     return json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
 
 
-def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after: int | None, data) -> dict:
+def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after: int | None, data, *,
+           rank: int = 0, world: int = 1) -> dict:
     tc = config.train
+    write = rank == 0  # the only rank that writes
     plan = [(s, K, j) for s, (K, E) in enumerate(tc.stages()) for j in range(E)]  # (stage, phases, epoch in stage)
     cfg_dict = config.to_dict()
     make_opt = functools.partial(_adam, tc=tc)
@@ -442,10 +592,12 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
     start, seconds_before = 0, 0.0
     best = None  # {"epoch", "val_psnr"}: the best validation epoch of the final stage so far
     summary = None
-    remove_stale_temps(out, _RUN_FILES)  # what a killed run left (this run owns the directory)
+    if write:
+        remove_stale_temps(out, _RUN_FILES)  # what a killed run left (this run owns the directory)
     if resume:
-        opt, summary, log, start, seconds_before, best = _resume_run(config, out, plan, cfg_dict, net, make_opt)
-    else:
+        opt, summary, log, start, seconds_before, best = _resume_run(config, out, plan, cfg_dict, net, make_opt,
+                                                                     write=write)
+    elif write:
         _write_json(out / CONFIG_FILE, cfg_dict)
     if data is None:
         data = training_data(config)
@@ -453,21 +605,30 @@ def _train(config: TrainConfig, out: Path, resume: bool, quiet: bool, stop_after
     x0_psnr = float(psnr(va.x0, va.truth, _data_range(va)).mean())
     n = tr.y.shape[0]
     steps_per_epoch = -(-n // tc.batch_size)
+    _check_shards(n, tc.batch_size, world)
     end = len(plan) if stop_after is None else min(len(plan), stop_after)
-    bar = _progress_bar(config, quiet, start, end, steps_per_epoch)
+    bar = _progress_bar(config, quiet or not write, start, end, steps_per_epoch)
+    model = _ddp(net, world)
     t_run = time.perf_counter()
     for e in range(start, end):
         K = plan[e][1]
-        if K != net.phases:  # stage boundary: warm start with more phases, fresh Adam
+        if K != net.phases:  # stage boundary: warm start with more phases, fresh Adam (and DDP wrapper)
             net.grow(K)
             opt = make_opt(net)
+            model = _ddp(net, world)
         t0 = time.perf_counter()
-        total, skipped = _train_epoch(net, opt, tr, config, plan, e, steps_per_epoch, bar, log)
+        total, skipped = _train_epoch(net, opt, tr, config, plan, e, steps_per_epoch, bar, log, model=model,
+                                      rank=rank, world=world)
         log.append(_epoch_record(net, opt, va, tc, plan, e, total, skipped, n, steps_per_epoch, t0))
         if bar is not None:
             bar.set_postfix(K=K, loss=f"{log[-1]['train_loss']:.4g}", val_psnr=f"{log[-1]['val_psnr']:.2f}")
         seconds = seconds_before + (time.perf_counter() - t_run)
-        summary, best = _save_epoch(out, net, opt, config, cfg_dict, plan, log, seconds, x0_psnr, tr, va, best)
-        if e + 1 == end or plan[e + 1][1] != K:  # the curves: at every stage end and at the stop
+        summary, best = _save_epoch(out, net, opt, config, cfg_dict, plan, log, seconds, x0_psnr, tr, va, best,
+                                    write=write)
+        if write and (e + 1 == end or plan[e + 1][1] != K):  # the curves: at every stage end and at the stop
             _plot(out, log, config.name)
-    return _finish(out, bar, log, summary, start, end, plan, config.name)
+    if world > 1:  # rank 0's files are complete before any rank returns (a resume may follow)
+        import torch.distributed as dist
+
+        dist.barrier()
+    return _finish(out, bar, log, summary, start, end, plan, config.name, write=write)
