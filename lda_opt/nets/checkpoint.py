@@ -22,6 +22,11 @@ The architecture is rebuilt from a registry of constructible classes
 ``Composed`` and ``torch.nn.Sequential`` of registered modules, nested freely). Other
 modules register themselves with :func:`register_architecture`.
 
+A checkpoint may depend on another one: a U-LDA Step-2 adapter h^ is only meaningful with
+the frozen feature extractor g it was trained on (U-LDA eq. 3.3).  Its metadata then holds
+``{"path": ..., "sha256": ...}`` of g's weight file (:func:`checkpoint_reference`), and
+:func:`load_composed` rebuilds ``Composed(g, h)`` only when g's file has that digest.
+
 Loading uses ``json`` and ``safetensors`` only -- never ``torch.load`` or ``pickle`` -- so
 a hostile file cannot execute code; it is rejected with ``ValueError``.
 """
@@ -54,8 +59,12 @@ __all__ = [
     "Checkpoint",
     "architecture_of",
     "build_architecture",
+    "check_reference",
+    "checkpoint_reference",
     "config_path",
+    "file_sha256",
     "load_checkpoint",
+    "load_composed",
     "read_checkpoint_config",
     "register_architecture",
     "save_checkpoint",
@@ -442,3 +451,67 @@ def load_checkpoint(
         lda_opt_version=str(config["lda_opt_version"]),
         path=weights,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# references between checkpoints (U-LDA Step 2: an adapter and the frozen g it was trained on)
+# ---------------------------------------------------------------------------------------
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of the file ``path`` (read in 1 MiB chunks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_reference(path: str | os.PathLike, relative_to: str | os.PathLike | None = None) -> dict:
+    """``{"path": ..., "sha256": ...}`` naming the checkpoint weight file ``path``: its path
+    (relative to the directory ``relative_to`` when given, else absolute) and the SHA-256 of
+    its bytes.  The weight file's header holds the ``save_id`` of its JSON config, so the
+    digest pins both files."""
+    p = Path(path)
+    read_checkpoint_config(p)  # a complete checkpoint (both files, this format)
+    name = os.path.relpath(p.resolve(), Path(relative_to).resolve()) if relative_to is not None else str(p.resolve())
+    return {"path": name, "sha256": file_sha256(p)}
+
+
+def check_reference(reference: Any, path: str | os.PathLike, who: str) -> None:
+    """Refuse (``ValueError``) the file ``path`` unless its SHA-256 is the one ``reference``
+    (:func:`checkpoint_reference`) recorded; ``who`` names the dependent checkpoint."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("sha256"), str):
+        msg = f"{who}: the reference to its feature extractor is missing or malformed: {reference!r}"
+        raise ValueError(msg)  # noqa: TRY004 - bad file content, not a bad argument
+    digest = file_sha256(path)
+    if digest != reference["sha256"]:
+        raise ValueError(f"{who} was trained on the feature extractor {reference.get('path')!r} (sha256 "
+                         f"{reference['sha256']}); {str(path)!r} has sha256 {digest}: it is another g, refusing "
+                         "to combine them")
+
+
+def load_composed(path: str | os.PathLike, g_path: str | os.PathLike | None = None, *,
+                  dtype: torch.dtype | None = None) -> Checkpoint:
+    """The adapter checkpoint ``path`` composed with the feature extractor it references:
+    ``Composed(g, h)`` (U-LDA q = h o g).  The adapter's metadata must hold ``"g":
+    {"path", "sha256"}``; g is read from ``g_path`` (default: the recorded path, relative to
+    the adapter's directory when not absolute) and refused with ``ValueError`` unless its
+    weight file has the recorded digest.  The result's ``metadata`` is ``{"adapter": ...,
+    "g": ...}``, the two checkpoints' metadata."""
+    adapter = load_checkpoint(path, dtype=dtype)
+    meta = adapter.metadata
+    ref = meta.get("g") if isinstance(meta, dict) else None
+    if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
+        msg = f"{path}: not an adapter checkpoint (its metadata has no 'g' reference)"
+        raise ValueError(msg)  # noqa: TRY004 - bad file content, not a bad argument
+    if g_path is None:
+        g_path = Path(ref["path"])
+        if not g_path.is_absolute():
+            g_path = Path(path).parent / g_path
+    check_reference(ref, g_path, f"the adapter {str(path)!r}")
+    g = load_checkpoint(g_path, dtype=dtype)
+    module = Composed(g.module, adapter.module)
+    return Checkpoint(module=module, metadata={"adapter": meta, "g": g.metadata},
+                      architecture=architecture_of(module), lda_opt_version=adapter.lda_opt_version,
+                      path=Path(path))
