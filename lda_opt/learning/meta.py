@@ -364,9 +364,10 @@ class MetaModel(nn.Module):
             return None
         return float(torch.sigmoid(self.omega.detach()[i if self.omega.numel() > 1 else 0]))
 
-    def loss(self, m: Measurement, task_ids: torch.Tensor, ssim_weight: float = 0.0) -> torch.Tensor:
-        """``L(theta, omega; batch)``: the batch mean of 1/2 ||F_{theta, omega_i}(y) - x*||^2 (eqs. 13-14)."""
-        x, _ = self.net(self.net.problem(m.fidelity(), self.kappa(task_ids)), m.x0)
+    def loss(self, m: Measurement, task_ids: torch.Tensor, ssim_weight: float = 0.0, callback=None) -> torch.Tensor:
+        """``L(theta, omega; batch)``: the batch mean of 1/2 ||F_{theta, omega_i}(y) - x*||^2 (eqs.
+        13-14); ``callback`` sees every phase (:meth:`LDANet.forward`)."""
+        x, _ = self.net(self.net.problem(m.fidelity(), self.kappa(task_ids)), m.x0, callback=callback)
         return reconstruction_loss(x, m.truth, ssim_weight, _data_range(m))
 
 
