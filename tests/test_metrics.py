@@ -123,3 +123,19 @@ def test_metric_input_errors():
         psnr(a, a, data_range=-1.0)
     with pytest.raises(ValueError, match="data_range"):
         psnr(a, torch.zeros_like(a))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.complex128, 1e-10), (torch.complex64, 1e-3)])
+def test_complex_ssim_is_skimage_on_magnitudes_with_default_range(dtype, tol):
+    """The SSIM of the U-LDA loss (3.2a) on complex MR reconstructions: skimage's SSIM of the
+    magnitudes with data_range = max|ref| (the default), to 1e-3 in single precision too."""
+    noisy, img = _pair(4, 0.1)
+    rng = np.random.default_rng(5)
+    phase_x, phase_r = (np.exp(1j * rng.uniform(-1, 1, img.shape)) for _ in range(2))
+    x = torch.tensor(noisy * phase_x).to(dtype)[None, None]
+    r = torch.tensor(0.8 * img * phase_r).to(dtype)[None, None]
+    ref = structural_similarity(np.abs(x[0, 0].numpy()).astype(np.float64), np.abs(r[0, 0].numpy()).astype(np.float64),
+                                data_range=float(np.abs(r.numpy()).max()), gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False)
+    assert ssim(x, r).item() == pytest.approx(ref, abs=tol)
+    assert abs(ssim(x, r).item() - ssim(x, r, data_range=1.0).item()) > 1e-3  # the range matters
