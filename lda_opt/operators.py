@@ -26,7 +26,28 @@ from ._validate import integer
 #: and their complex counterparts (MRI).  Half precision, integers and bools are refused.
 DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
-__all__ = ["DTYPES", "MRI", "Identity", "LinearOperator", "Matrix", "norm_estimate", "power_iteration"]
+__all__ = ["CG_TOL", "DTYPES", "MRI", "Identity", "LinearOperator", "Matrix", "conjugate_gradient", "norm_estimate",
+           "power_iteration"]
+
+#: relative residual ``||r|| <= CG_TOL ||v||`` (per sample) at which :func:`conjugate_gradient`
+#: stops by default: the stated tolerance of :meth:`LinearOperator.normal_resolvent` for an
+#: operator without a closed-form resolvent
+CG_TOL = 1e-10
+
+
+def _per_sample(c, v: torch.Tensor) -> torch.Tensor | float:
+    """``c`` (a float, a 0-dim tensor or a (B,) tensor) broadcast against the batch ``v``."""
+    if isinstance(c, torch.Tensor) and c.dim() > 0:
+        if c.shape != (v.shape[0],):
+            raise ValueError(f"c must be a number or a (B,) tensor with B = {v.shape[0]}; got shape {tuple(c.shape)}")
+        return c.reshape(-1, *([1] * (v.dim() - 1)))
+    return c
+
+
+def _check_c(c) -> None:
+    t = torch.as_tensor(c.detach() if isinstance(c, torch.Tensor) else c)
+    if t.is_complex() or not torch.isfinite(t).all() or bool((t < 0).any()):
+        raise ValueError(f"c must be real, finite and >= 0; got {c!r}")
 
 
 class LinearOperator:
@@ -61,6 +82,21 @@ class LinearOperator:
     def select(self, index: torch.Tensor) -> LinearOperator:
         """The operator restricted to the samples ``index`` (for batch-dependent operators)."""
         return self
+
+    def normal_resolvent(self, c, v: torch.Tensor, *, tol: float = CG_TOL, max_iter: int = 1000) -> torch.Tensor:
+        r"""The resolvent of the normal operator, ``(I + c A^H A)^{-1} v`` (MOL supplement eq. 1).
+
+        ``c >= 0`` is a number or a (B,) tensor (one value per sample; it may carry
+        gradients).  The base class solves ``(I + c A^H A) u = v`` by
+        :func:`conjugate_gradient` (the matrix is Hermitian positive definite with
+        eigenvalues in ``[1, 1 + c ||A||^2]``) to the per-sample relative residual ``tol``
+        (default :data:`CG_TOL`) in at most ``max_iter`` iterations; subclasses with a
+        closed form (:class:`Identity`, :class:`MRI`) override it and are exact.
+        """
+        _check_c(c)
+        cc = _per_sample(c, v)
+        u, _, _ = conjugate_gradient(lambda w: w + cc * self.adjoint(self.forward(w)), v, tol=tol, max_iter=max_iter)
+        return u
 
     def check_data(self, y: torch.Tensor, name: str = "y") -> None:
         """Raise ValueError/TypeError when ``y`` cannot be data ``A x`` of this operator
@@ -110,6 +146,11 @@ class Identity(LinearOperator):
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return y
+
+    def normal_resolvent(self, c, v: torch.Tensor, *, tol: float = CG_TOL, max_iter: int = 1000) -> torch.Tensor:
+        """``(I + c I)^{-1} v = v / (1 + c)`` (exact; ``tol``/``max_iter`` unused)."""
+        _check_c(c)
+        return v / (1 + _per_sample(c, v))
 
     def check_data(self, y: torch.Tensor, name: str = "y") -> None:
         if y.dim() != 4:
@@ -202,6 +243,14 @@ class MRI(LinearOperator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return torch.fft.ifft2(self.mask.to(y.real.dtype) * y, norm="ortho")
 
+    def normal_resolvent(self, c, v: torch.Tensor, *, tol: float = CG_TOL, max_iter: int = 1000) -> torch.Tensor:
+        r"""``(I + c F^H P F)^{-1} v = F^{-1}(F v / (1 + c P))``: with ``F`` unitary and the mask
+        ``P`` a 0/1 diagonal, ``I + c A^H A = F^H (I + c P) F`` is diagonal in k-space, so
+        the resolvent is exact (no inner CG; ``tol``/``max_iter`` unused)."""
+        _check_c(c)
+        cc = _per_sample(c, v)
+        return torch.fft.ifft2(torch.fft.fft2(v, norm="ortho") / (1 + cc * self.mask.to(v.real.dtype)), norm="ortho")
+
     def select(self, index: torch.Tensor) -> MRI:
         if self.mask.shape[0] == 1:
             return self
@@ -293,3 +342,49 @@ def power_iteration(
         if done:
             break
     return est, x
+
+
+def conjugate_gradient(
+    apply: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor, *, tol: float = CG_TOL, max_iter: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Solve ``M u = v`` for a Hermitian positive definite ``M = apply``, per sample.
+
+    Conjugate gradients from ``u_0 = 0`` with the real inner product ``Re <a, b>`` summed
+    over each sample; a sample stops (is frozen) once ``||v - M u|| <= tol ||v||``.
+    Returns ``(u, iterations (B,), relative residual (B,))``; a sample that did not reach
+    ``tol`` in ``max_iter`` steps is returned as it is, its residual telling how far it got.
+    ``tol`` must be > 0 (float32 reaches about 1e-6).
+    """
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0; got {tol!r}")
+    max_iter = integer("max_iter", max_iter, 1)
+    B = v.shape[0]
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a.conj() * b).real.reshape(B, -1).sum(dim=1)
+
+    def col(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1, *([1] * (v.dim() - 1)))
+
+    u = torch.zeros_like(v)
+    r = v
+    p = r
+    rr = dot(r, r)
+    vnorm = rr.sqrt()
+    iters = torch.zeros(B, dtype=torch.long, device=v.device)
+    active = rr.sqrt() > tol * vnorm
+    for _ in range(max_iter):
+        if not bool(active.any()):
+            break
+        Mp = apply(p)
+        pMp = dot(p, Mp)
+        a = torch.where(active, rr / torch.where(active, pMp, torch.ones_like(pMp)), torch.zeros_like(rr))
+        u = u + col(a) * p
+        r = r - col(a) * Mp
+        rr_new = dot(r, r)
+        beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), torch.zeros_like(rr))
+        p = torch.where(col(active), r + col(beta) * p, p)
+        rr = torch.where(active, rr_new, rr)
+        iters = iters + active.long()
+        active = active & (rr.sqrt() > tol * vnorm)
+    return u, iters, rr.sqrt() / torch.where(vnorm > 0, vnorm, torch.ones_like(vnorm))

@@ -96,6 +96,7 @@ from .metalda import (
     metalda_min_step,
     metalda_step_threshold,
 )
+from .mol import *  # MOL contraction / robustness bounds (mol-deq-supplement; theory/mol.md)
 from .norms import (  # noqa: F401
     _adjoint_of,
     finite_difference_norm,

@@ -20,9 +20,11 @@ from lda_opt.nets.checkpoint import (
 )
 from lda_opt.nets.cnn import Adapter, Composed, FeatureCNN, count_parameters, xavier_init_
 from lda_opt.nets.conv import ComplexConv2d
+from lda_opt.nets.mol import MOLCNN  # registers the MOL network's architecture for checkpoints
 
 __all__ = [
     "ARCHITECTURES",
+    "MOLCNN",
     "Adapter",
     "Checkpoint",
     "ComplexConv2d",
