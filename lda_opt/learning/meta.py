@@ -97,6 +97,7 @@ __all__ = [
     "MetaModel",
     "MetaTask",
     "adapt_omega",
+    "evaluate_task",
     "initial_omega",
     "inner_loop",
     "load_meta_net",
@@ -524,10 +525,17 @@ class _Weighted:
         return self.net.reconstruct(problem, x0)
 
 
+def evaluate_task(net: LDANet, m: Measurement, kappa: float | None, batch_size: int = 64,
+                  ssim_weight: float = 0.0) -> dict[str, float]:
+    """:func:`~lda_opt.learning.train.evaluate` (mean loss, PSNR, SSIM of the ``K``-phase
+    reconstructions of ``m``) with the weight ``kappa`` of one task (None: the net's fixed one)."""
+    return evaluate(_Weighted(net, kappa), m, batch_size=batch_size, ssim_weight=ssim_weight)
+
+
 def _evaluate_tasks(model: MetaModel, data: TaskData, tc) -> list[dict]:
     """The held-out loss, PSNR, SSIM of every task (its own ``kappa``)."""
-    return [evaluate(_Weighted(model.net, model.task_kappa(i)), m, batch_size=max(tc.batch_size, 64),
-                     ssim_weight=tc.ssim_weight) for i, m in enumerate(data.held_out)]
+    return [evaluate_task(model.net, m, model.task_kappa(i), max(tc.batch_size, 64), tc.ssim_weight)
+            for i, m in enumerate(data.held_out)]
 
 
 def _meta_epoch(model: MetaModel, opt, data: TaskData, config: TrainConfig, plan, e: int, delta: float, lam: float,

@@ -5,6 +5,7 @@ case (bit-identical to train.mode = "standard"), checkpoints, resume and the uns
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -319,3 +320,15 @@ def test_adaptation_fits_omega_only_and_leaves_theta_bit_identical():
     assert loss_at(omega) < loss_at(3.0)
     with pytest.raises(ValueError, match="epochs"):
         adapt_omega(model.net, m, 0.0, epochs=0)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("meta_*.json")),
+                         ids=lambda p: p.name)
+def test_shipped_meta_configs_load_and_their_plan_fits_the_schedule(path):
+    from lda_opt.learning import load_config
+
+    cfg = load_config(path)
+    assert cfg.train.mode == "meta" and cfg.net.algorithm == "meta-lda"
+    assert sum(e for _, e in cfg.train.stages()) == outer_iterations(cfg.meta)
+    n_val = cfg.meta.n_val(cfg.data.train)
+    assert 0 < n_val < cfg.data.train
