@@ -14,6 +14,9 @@ Competitors:
 
 * ``lda``, ``meta-lda``, ``elda``: the library's solvers (continuation built in; LDA with
   its default warm-started backtracking);
+* ``elda-lbfgs``, ``lda-lbfgs``, ``elda-nesterov``, ``lda-nesterov``: the same solvers with an
+  L-BFGS (memory 10, pairs reset at each eps reduction) or Nesterov candidate rule
+  (``candidate=``, ``theory/candidates.md``): the same theorems, checked the same way;
 * ``gd-armijo``: gradient descent on ``phi_eps`` with Armijo backtracking
   (``phi_eps(x - s g) <= phi_eps(x) - c1 s ||g||^2``, ``c1 = 1e-4``, ``s = 1, 1/2, ...``),
   run by the library's loop (:class:`GDArmijo`);
@@ -25,10 +28,14 @@ Competitors:
   vectors), one ``minimize`` call per smoothing level, stopped by its callback at the first
   iterate that passes the gradient test (scipy restarts its history at every call).
 
-The two quasi-Newton competitors evaluate ``phi_eps`` through :class:`SmoothedObjective`,
-which caches the last few forwards of ``q`` with their graphs: re-evaluating a point costs
-no pass, and after an eps reduction the gradient at a cached point costs one backward (the
-same reuse the library's solvers get).  Passes are counted by the hidden wrapper
+The two quasi-Newton peers evaluate ``phi_eps`` through the library's public
+differentiable objective ``Problem.smoothed`` (:class:`lda_opt.problem.SmoothedObjective`,
+on a real view of complex ``x``: :class:`PeerObjective`), which caches the last few forwards
+of ``q`` with their graphs: re-evaluating a point costs no pass, and after an eps reduction
+the gradient at a cached point costs one backward (the same reuse the library's solvers
+get).  Every library run is checked by ``lo.check`` (``check`` in the JSON: ``ok`` and the
+violations; a run stopped by the pass budget is checked on its trace so far).  The table
+gives each competitor's passes and seconds as ratios to ``torch-lbfgs`` of the same run.  Passes are counted by the hidden wrapper
 :class:`lda_opt.testing.CountedFeatures` for everyone alike.  Recorded per iterate: passes of
 ``q`` (forward + backward), seconds (recording excluded), the exact objective ``phi`` and
 ``||grad phi_eps||``.
@@ -40,11 +47,16 @@ backtracking restarts at ``alpha`` every iteration), ``elda-eta1`` (ELDA with
 ``eta1 = 0.5``: with the default ``1e-5`` test (4.9a) almost never rejects ``u``, whose fixed
 points solve ``alpha grad f + beta grad r = 0`` with ``beta < alpha``, not the stationarity of
 ``phi_eps``) and ``elda-warm`` (``elda-eta1`` whose (4.11) search starts at
-``min(alpha_bar, s_prev / rho)`` instead of ``alpha_bar``).
+``min(alpha_bar, s_prev / rho)`` instead of ``alpha_bar``), ``elda-lbfgs-keep`` (the L-BFGS
+candidate keeping its pairs across reductions, ``reset_memory=False``).
+
+Tasks: ``mri`` (16x16 by default, seeded random ``FeatureCNN``), ``block-cs`` (33x33 block,
+seeded random ``FeatureCNN``) and ``mri-64`` (64x64 radial 20 % MRI of a random-ellipse
+phantom with the shipped trained ``mri_radial_20`` feature map and its weight, float64).
 
 Usage::
 
-    python benchmarks/race.py                    # MRI and block CS, writes benchmarks/results/race.{json,png}
+    python benchmarks/race.py                    # MRI, block CS, MRI 64x64: benchmarks/results/race.{json,png,md}
     python benchmarks/race.py --quick            # smoke run
     python benchmarks/race.py --device cuda
 """
@@ -70,9 +82,13 @@ from lda_opt.smoothing import Huber, Smoothing
 from lda_opt.tasks import BlockCSTask, MRITask
 from lda_opt.testing import CountedFeatures
 
-COMPETITORS = ("lda", "meta-lda", "elda", "gd-armijo", "agd", "torch-lbfgs", "scipy-lbfgsb")
+COMPETITORS = ("lda", "meta-lda", "elda", "elda-lbfgs", "lda-lbfgs", "elda-nesterov", "lda-nesterov",
+               "gd-armijo", "agd", "torch-lbfgs", "scipy-lbfgsb")
 #: variants of ours that are not the papers' algorithms (raced with ``--competitors``)
-VARIANTS = ("lda-reset", "elda-eta1", "elda-warm")
+VARIANTS = ("lda-reset", "elda-eta1", "elda-warm", "elda-lbfgs-keep")
+#: the competitors whose runs lda_opt.check verifies (the library's solvers)
+PEERS = ("torch-lbfgs", "scipy-lbfgsb")
+TASKS = ("mri", "block-cs", "mri-64")
 
 
 # ---------------------------------------------------------------------------------------
@@ -91,10 +107,11 @@ class Task:
 
 
 def mri_task(size: int, width: int, depth: int, weight: float, dtype: torch.dtype, device: str,
-             ratio: float = 0.3, noise: float = 0.01, seed: int = 0) -> Task:
+             ratio: float = 0.3, noise: float = 0.01, seed: int = 0, features=None, name: str = "mri",
+             info: dict | None = None) -> Task:
     """Radial-mask MRI of a random-ellipse phantom (the :class:`~lda_opt.tasks.MRITask` with
     ``"image"`` noise, seed ``seed + 1``: ``y = A x + noise A(n)``), ``x0 = A^H y``, complex
-    ``FeatureCNN``."""
+    ``FeatureCNN`` (seeded random, or ``features``)."""
     from lda_opt.data import mri
 
     cdt = torch.complex128 if dtype == torch.float64 else torch.complex64
@@ -102,9 +119,28 @@ def mri_task(size: int, width: int, depth: int, weight: float, dtype: torch.dtyp
     task = MRITask(ratio, mask="radial", mask_seed=seed, shape=(size, size), noise=noise, noise_seed=seed + 1,
                    noise_model="image")
     m = task.measure(truth)
-    q = CountedFeatures(feature_cnn(width, depth, seed, complex=True, dtype=dtype, device=device))
-    return Task("mri", m.problem(q, weight), m.x0, q, truth,
-                {"size": size, "mask": "radial", "ratio": ratio, "noise": noise, "weight": weight})
+    if features is None:
+        features = feature_cnn(width, depth, seed, complex=True, dtype=dtype, device=device)
+    q = CountedFeatures(features)
+    return Task(name, m.problem(q, weight), m.x0, q, truth,
+                {"size": size, "mask": "radial", "ratio": ratio, "noise": noise, "weight": weight, **(info or {})})
+
+
+def shipped_mri_task(dtype: torch.dtype, device: str, seed: int = 0) -> Task:
+    """64x64 radial 20 % MRI (noise-free, the checkpoint's task) with the shipped trained
+    ``mri_radial_20`` feature map (complex ``FeatureCNN(8, 4)``) and its weight as ``q``."""
+    from lda_opt.learning import shipped_checkpoint
+    from lda_opt.nets import load_checkpoint
+
+    path = shipped_checkpoint("mri", 0.2, "radial")
+    features, meta = load_checkpoint(path, device=device, dtype=dtype)
+    features.eval()
+    for prm in features.parameters():
+        prm.requires_grad_(False)
+    shape = meta["problem"]["shape"]
+    return mri_task(int(shape[0]), 0, 0, float(meta["weight"]), dtype, device, ratio=float(meta["problem"]["ratio"]),
+                    noise=0.0, seed=seed, features=features, name="mri-64",
+                    info={"features": f"shipped {path.name}"})
 
 
 def cs_task(width: int, depth: int, weight: float, dtype: torch.dtype, device: str,
@@ -155,12 +191,15 @@ class Recorder:
         self.t0 = time.perf_counter()
         self.excluded = 0.0
 
-    def record(self, phi: float, grad_norm: float, eps: float) -> None:
+    def record(self, phi: float, grad_norm: float, eps: float, also=None) -> None:
+        """Append a row; ``also()`` (more bookkeeping) runs inside the excluded time."""
         sync(self.device)
         t = time.perf_counter()
         self.rows.append({"forward": self.q.forward_calls, "backward": self.q.backward_calls,
                           "seconds": t - self.t0 - self.excluded, "phi": phi, "grad_norm": grad_norm,
                           "eps": eps})
+        if also is not None:
+            also()
         self.excluded += time.perf_counter() - t
 
 
@@ -252,16 +291,35 @@ def library_solver(name: str, cont: Continuation, max_iter: int) -> lo.Solver:
         return lo.LDA(**common, warm_start=False)
     if name == "elda-warm":
         return ELDAWarm(**common, eta1=0.5)
+    for algo in ("elda", "lda"):
+        for rule in ("lbfgs", "nesterov"):
+            if name == f"{algo}-{rule}":
+                return lo.ALGORITHMS[algo](**common, candidate=rule)
+    if name == "elda-lbfgs-keep":
+        return lo.ELDA(**common, candidate="lbfgs", reset_memory=False)
     raise ValueError(name)
 
 
+def task_constants(task: Task) -> dict:
+    """The theorem constants ``L_f, M, L_g, m`` of the task (``lo.checks.estimate_constants``
+    on the unwrapped feature map, so that no pass is counted), computed once."""
+    if "constants" not in task.__dict__:
+        p = task.problem
+        inner = lo.Problem(p.fidelity, task.q.q, p.weight)
+        task.__dict__["constants"] = lo.checks.estimate_constants(inner, task.x0)
+    return task.__dict__["constants"]
+
+
 def run_library(name: str, task: Task, cont: Continuation, max_passes: int) -> dict:
-    """Run a library solver; record after every iteration (``init_state`` counted)."""
+    """Run a library solver; record after every iteration (``init_state`` counted), then
+    ``lo.check`` the run (its trace so far when the pass budget stopped it)."""
     solver = library_solver(name, cont, max_iter=10 ** 6)
     rec = Recorder(task.q, task.x0.device)
+    trace = lo.Trace(1, initial_forward=torch.ones(1, dtype=torch.long), initial_backward=torch.ones(1, dtype=torch.long))
 
     def cb(k, state, r):
-        rec.record(float(r["phi"][0]), float(r["grad_norm"][0]), float(r["eps"][0]))
+        rec.record(float(r["phi"][0]), float(r["grad_norm"][0]), float(r["eps"][0]),
+                   also=lambda: trace.append(torch.zeros(1, dtype=torch.long), r))
         if task.q.forward_calls + task.q.backward_calls > max_passes:
             raise _OutOfBudget
 
@@ -269,74 +327,51 @@ def run_library(name: str, task: Task, cont: Continuation, max_passes: int) -> d
     rec.t0 = time.perf_counter()
     try:
         res = solver.run(task.problem, task.x0, callback=cb)
-        reason, x = res.reason[0], res.x
+        reason, x, checked = res.reason[0], res.x, res
     except _OutOfBudget:
-        reason, x = "pass budget", None
+        reason, x, checked = "pass budget", None, trace
+    report = lo.check(checked, task.problem, solver, constants=task_constants(task))
+    check = {"ok": report.ok, "violations": [str(v) for v in report.violations[:5]],
+             "n_violations": len(report.violations), "on": "result" if checked is not trace else "trace"}
     return {"rows": rec.rows, "reason": reason, "certified": reason == "converged",
-            "smoothing": solver.smoothing.name, "x": x,
+            "smoothing": solver.smoothing.name, "x": x, "check": check,
             "config": {k: v for k, v in solver.config().items() if k != "max_iter"}}
 
 
 # ---------------------------------------------------------------------------------------
 # phi_eps for the quasi-Newton competitors
 # ---------------------------------------------------------------------------------------
-class SmoothedObjective:
-    """``phi_eps(x)`` and its gradient for a single-sample problem, counted on ``q``.
+class PeerObjective:
+    """The peers' ``phi_eps`` for a single-sample problem: the library's public
+    :class:`~lda_opt.problem.SmoothedObjective` (``Problem.smoothed``: cached forwards, one
+    backward per point and level) on a real view ``xr`` of ``x`` (complex problems:
+    ``view_as_real``), with float values for the optimizers."""
 
-    Keeps the last ``memory`` forwards of ``q`` (point, features, graph): evaluating a
-    cached point costs no forward, and its gradient at a new ``eps`` costs one backward.
-    ``x`` may be given as a real view (complex problems: ``view_as_real``)."""
-
-    def __init__(self, problem: lo.Problem, smoothing: Smoothing, complex_x: bool, memory: int = 6) -> None:
-        self.p = problem
-        self.s = smoothing
+    def __init__(self, problem: lo.Problem, smoothing: Smoothing, complex_x: bool, eps: float, memory: int = 6) -> None:
+        self.obj = problem.smoothed(eps, smoothing, cache=memory)
         self.complex_x = complex_x
-        self.memory = memory
-        self.cache: list[dict] = []
 
     def _as_x(self, xr: torch.Tensor) -> torch.Tensor:
-        return torch.view_as_complex(xr) if self.complex_x else xr
-
-    def _entry(self, xr: torch.Tensor) -> dict:
-        for e in self.cache:
-            if torch.equal(e["xr"], xr):
-                return e
-        leaf = self._as_x(xr.detach().clone()).requires_grad_(True)
-        with torch.enable_grad():
-            g = self.p.features(leaf)
-        with torch.no_grad():
-            f, grad_f = self.p.fidelity.value_and_grad(leaf.detach())
-        e = {"xr": xr.detach().clone(), "leaf": leaf, "g": g, "f": f, "grad_f": grad_f, "grads": {}}
-        self.cache.append(e)
-        if len(self.cache) > self.memory:
-            self.cache.pop(0)
-        return e
+        return torch.view_as_complex(xr.detach()) if self.complex_x else xr.detach()
 
     def value(self, xr: torch.Tensor, eps: float) -> float:
-        e = self._entry(xr)
-        with torch.no_grad():
-            return float(e["f"][0] + self.p.kappa(e["f"]) * self.s.value(e["g"].detach(), eps)[0])
+        self.obj.eps = eps
+        return float(self.obj.value(self._as_x(xr))[0])
 
     def grad(self, xr: torch.Tensor, eps: float) -> torch.Tensor:
-        """``grad phi_eps`` as a real tensor shaped like ``xr`` (one backward unless cached)."""
-        e = self._entry(xr)
-        if eps not in e["grads"]:
-            y = self.s.dual(e["g"].detach(), eps)
-            (v,) = torch.autograd.grad(e["g"], e["leaf"], y, retain_graph=True)
-            g = e["grad_f"] + self.p.kappa(e["f"]) * v
-            e["grads"][eps] = torch.view_as_real(g) if self.complex_x else g
-        return e["grads"][eps]
+        """``grad phi_eps`` as a real tensor shaped like ``xr``."""
+        self.obj.eps = eps
+        g = self.obj.grad(self._as_x(xr))
+        return torch.view_as_real(g) if self.complex_x else g
 
     def phi(self, xr: torch.Tensor) -> float:
-        e = self._entry(xr)
-        with torch.no_grad():
-            return float(e["f"][0] + self.p.kappa(e["f"]) * Smoothing.exact(e["g"].detach())[0])
+        return float(self.obj.phi(self._as_x(xr))[0])
 
 
 def run_torch_lbfgs(task: Task, cont: Continuation, max_passes: int, history: int = 10) -> dict:
     """``torch.optim.LBFGS`` (strong Wolfe) under the shared continuation."""
     cplx = task.x0.is_complex()
-    obj = SmoothedObjective(task.problem, Huber(), cplx)
+    obj = PeerObjective(task.problem, Huber(), cplx, cont.eps0)
     xr = (torch.view_as_real(task.x0) if cplx else task.x0).detach().clone().requires_grad_(True)
     def make():
         return torch.optim.LBFGS([xr], lr=1.0, max_iter=1, history_size=history, line_search_fn="strong_wolfe",
@@ -388,7 +423,7 @@ def run_scipy_lbfgsb(task: Task, cont: Continuation, max_passes: int, history: i
     from scipy.optimize import minimize
 
     cplx = task.x0.is_complex()
-    obj = SmoothedObjective(task.problem, Huber(), cplx)
+    obj = PeerObjective(task.problem, Huber(), cplx, cont.eps0)
     xr0 = (torch.view_as_real(task.x0) if cplx else task.x0).detach()
     shape, dtype, dev = xr0.shape, xr0.dtype, xr0.device
     to_t = lambda v: torch.as_tensor(v, dtype=dtype, device=dev).reshape(shape)
@@ -437,8 +472,18 @@ def run_scipy_lbfgsb(task: Task, cont: Continuation, max_passes: int, history: i
 # ---------------------------------------------------------------------------------------
 # driver, table, plot
 # ---------------------------------------------------------------------------------------
+def warm_up(task: Task, cont: Continuation) -> None:
+    """Untimed: a few iterations of a library solver and of torch L-BFGS, so that the first
+    competitor does not pay for the first calls of the kernels and the allocator."""
+    library_solver("elda-lbfgs", cont, max_iter=3).run(task.problem, task.x0)
+    run_torch_lbfgs(task, cont, max_passes=6)
+    task.q.reset()
+
+
 def race(task: Task, cont: Continuation, competitors, max_passes: int) -> dict:
-    """Run every competitor on ``task``; returns per-competitor summaries and curves."""
+    """Run every competitor on ``task`` (after :func:`warm_up`); returns per-competitor
+    summaries and curves."""
+    warm_up(task, cont)
     out = {}
     for name in competitors:
         t0 = time.perf_counter()
@@ -463,12 +508,14 @@ def race(task: Task, cont: Continuation, competitors, max_passes: int) -> dict:
             "seconds": last.get("seconds"), "wall_seconds_total": time.perf_counter() - t0,
             "phi_final": last.get("phi"), "grad_norm_final": last.get("grad_norm"), "eps_final": last.get("eps"),
             "relative_error": err, "restarts": r.get("restarts"), "config": r.get("config"),
+            "check": r.get("check"),
             "curve": {k: [row[k] for row in rows] for k in ("forward", "backward", "seconds", "phi", "grad_norm", "eps")},
         }
         o = out[name]
-        print(f"  {task.name:8s} {name:13s} {o['reason']:12s} iters {o['iterations']:5d} passes {o['passes']} "
+        chk = "" if o["check"] is None else f"  check {'ok' if o['check']['ok'] else 'VIOLATIONS'}"
+        print(f"  {task.name:8s} {name:15s} {o['reason']:12s} iters {o['iterations']:5d} passes {o['passes']} "
               f"(F {o['forward']}, B {o['backward']}) {o['seconds'] or 0:.2f} s  phi {o['phi_final']:.6g}  "
-              f"|grad| {o['grad_norm_final']:.3g}", flush=True)
+              f"|grad| {o['grad_norm_final']:.3g}{chk}", flush=True)
     return out
 
 
@@ -490,7 +537,7 @@ def plot(results: dict, path: Path) -> None:
                 continue
             passes = [f + b for f, b in zip(cv["forward"], cv["backward"])]
             gap = [max(p - best, 1e-12 * max(abs(best), 1.0)) for p in cv["phi"]]
-            ls = "-" if name in ("lda", "meta-lda", "elda") else (":" if name in VARIANTS else "--")
+            ls = "--" if name in PEERS + ("gd-armijo", "agd") else (":" if name in VARIANTS else "-")
             for j, (xs, ys) in enumerate(((passes, gap), (passes, cv["grad_norm"]),
                                           (cv["seconds"], gap), (cv["seconds"], cv["grad_norm"]))):
                 axes[i, j].plot(xs, ys, ls, label=name + ("" if c["certified"] else " (no cert.)"), lw=1.2)
@@ -512,9 +559,9 @@ def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the result dict (also written as JSON)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    ap.add_argument("--tasks", nargs="*", default=["mri", "block-cs"], choices=["mri", "block-cs"])
+    ap.add_argument("--tasks", nargs="*", default=list(TASKS), choices=TASKS)
     ap.add_argument("--competitors", nargs="*", default=list(COMPETITORS), choices=COMPETITORS + VARIANTS)
     ap.add_argument("--merge", action="store_true",
                     help="add these competitors to the race.json already in the output folder")
@@ -541,6 +588,8 @@ def main(argv: list[str] | None = None) -> dict:
     for tname in args.tasks:
         if tname == "mri":
             task = mri_task(args.size, args.width, args.depth, args.weight_mri, dtype, args.device)
+        elif tname == "mri-64":
+            task = shipped_mri_task(dtype, args.device)
         else:
             task = cs_task(args.width, args.depth, args.weight_cs, dtype, args.device)
         print(f"task {tname}: {task.info}", flush=True)
@@ -558,18 +607,46 @@ def main(argv: list[str] | None = None) -> dict:
                 old["tasks"][tname] = t
         old.setdefault("merged_runs", []).append({"config": out["config"], "environment": out["environment"]})
         out = old
-    (d / "race.json").write_text(json.dumps(out, indent=1))
-    plot(out, d / "race.png")
-    print(f"wrote {d / 'race.json'} and race.png")
+    stem = "race_quick" if args.quick and args.out is None else "race"
+    (d / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    plot(out, d / f"{stem}.png")
+    (d / f"{stem}.md").write_text(markdown(out))
+    print(markdown(out))
+    print(f"wrote {d / stem}.json, .png and .md")
     return out
 
 
 def table(comp: dict) -> list[dict]:
-    """Rows sorted by passes to the certificate (uncertified last)."""
+    """Rows sorted by passes to the certificate (uncertified last), with the passes and
+    seconds as ratios to ``torch-lbfgs`` of the same run (None where it is absent)."""
+    ref = comp.get("torch-lbfgs")
+    ratio = lambda a, b: None if a is None or b in (None, 0) else a / b
     rows = [{"competitor": n, "certified": c["certified"], "reason": c["reason"], "passes": c["passes"],
              "forward": c["forward"], "backward": c["backward"], "seconds": c["seconds"],
-             "iterations": c["iterations"], "phi_final": c["phi_final"]} for n, c in comp.items()]
+             "iterations": c["iterations"], "phi_final": c["phi_final"],
+             "check_ok": None if c.get("check") is None else c["check"]["ok"],
+             "passes_vs_torch_lbfgs": ratio(c["passes"], ref and ref["passes"]),
+             "seconds_vs_torch_lbfgs": ratio(c["seconds"], ref and ref["seconds"])} for n, c in comp.items()]
     return sorted(rows, key=lambda r: (not r["certified"], r["passes"] if r["passes"] is not None else math.inf))
+
+
+def markdown(results: dict) -> str:
+    """The race table: per task, passes and seconds to the certificate and their ratios to
+    torch L-BFGS, the ``lo.check`` verdict of the library's runs."""
+    lines = []
+    for tname, t in results["tasks"].items():
+        lines += [f"### {tname} ({', '.join(f'{k} {v}' for k, v in t['info'].items())})", "",
+                  "| competitor | certified | passes | x torch-lbfgs | seconds | x torch-lbfgs | iterations | phi | lo.check |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in t["table"]:
+            f = lambda v, fmt: "-" if v is None else format(v, fmt)
+            cert = "yes" if r["certified"] else f"no ({r['reason']})"
+            chk = "-" if r.get("check_ok") is None else ("clean" if r["check_ok"] else "VIOLATIONS")
+            lines.append(f"| {r['competitor']} | {cert} | {f(r['passes'], 'd')} | {f(r.get('passes_vs_torch_lbfgs'), '.2f')} "
+                         f"| {f(r['seconds'], '.1f')} | {f(r.get('seconds_vs_torch_lbfgs'), '.2f')} | {r['iterations']} "
+                         f"| {f(r['phi_final'], '.6g')} | {chk} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ So the candidate is a *strategy of the step* (:meth:`~lda_opt.ELDA.step`,
     ``phi_eps``); ``h_k`` is kept (initially ``h0``: ``alpha_bar`` for ELDA, ``alpha`` for LDA).
     The candidate's own search tries ``t`` at most ``candidate_linesearch`` times (factor
     ``candidate_shrink``) and stops at the first ``t`` that passes the solver's acceptance
-    test (ELDA: (4.9a) and (4.9b); LDA: its rule ``dphi <= -c ||u - x||^2``).
+    test (ELDA: (4.9a) and (4.9b); LDA: (15), ``phi_eps(u) <= phi_eps(v)``, against the ``v``
+    its step already found).
 
 ``"nesterov"``
     an accelerated (Nesterov / FISTA) gradient step,
@@ -193,28 +194,29 @@ def lbfgs_direction(grad: torch.Tensor, S: torch.Tensor, Y: torch.Tensor, n: tor
 # the proposals
 # ---------------------------------------------------------------------------------------
 def propose(solver: CandidateRule, oracle: Oracle, state: State, test: Test, cnt: Counter,
-            h0: torch.Tensor) -> LineSearchInfo:
-    """The candidate of ``solver.candidate`` (``"lbfgs"`` or ``"nesterov"``) for every sample,
-    searched until ``test(phi_eps(u), phi_eps(x_k), ||u - x_k||^2, eps, rows)`` holds (the
-    solver's acceptance test; ``accepted`` says where it did).  ``h0``: (B,) the largest
-    first step of the Nesterov search."""
+            h0: torch.Tensor, need: torch.Tensor | None = None) -> LineSearchInfo:
+    """The candidate of ``solver.candidate`` (``"lbfgs"`` or ``"nesterov"``) for the samples
+    ``need`` (default all), searched until ``test(phi_eps(u), phi_eps(x_k), ||u - x_k||^2,
+    eps, rows)`` holds (the solver's acceptance test; ``accepted`` says where it did).
+    ``h0``: (B,) the largest first step of the Nesterov search."""
+    if need is None:
+        need = torch.ones(state.eps.shape[0], dtype=torch.bool, device=state.eps.device)
     if solver.candidate == "lbfgs":
-        return _propose_lbfgs(solver, oracle, state, test, cnt)
+        return _propose_lbfgs(solver, oracle, state, test, cnt, need)
     if solver.candidate == "nesterov":
-        return _propose_nesterov(solver, oracle, state, test, cnt, h0)
+        return _propose_nesterov(solver, oracle, state, test, cnt, h0, need)
     raise ValueError(f"internal error: candidate {solver.candidate!r} has no proposal")
 
 
 def _propose_lbfgs(solver: CandidateRule, oracle: Oracle, state: State, test: Test,
-                   cnt: Counter) -> LineSearchInfo:
+                   cnt: Counter, need: torch.Tensor) -> LineSearchInfo:
     """``u(t) = x_k - t H_k grad phi_eps(x_k)``, ``t = 1, rho_c, ...`` until ``test`` holds."""
     x, eps = state.point, state.eps
     aux = state.aux
     with torch.no_grad():
         d = lbfgs_direction(x.grad, aux["lbfgs_s"], aux["lbfgs_y"], _pairs(solver, state), aux["lbfgs_h"])
-    everyone = torch.ones(eps.shape[0], dtype=torch.bool, device=eps.device)
     search = Backtracking(solver.candidate_shrink, solver.candidate_linesearch)
-    return search.search(oracle, x, eps, everyone, torch.ones_like(eps), test, cnt, direction=d.to(x.x.dtype))
+    return search.search(oracle, x, eps, need, torch.ones_like(eps), test, cnt, direction=d.to(x.x.dtype))
 
 
 def _momentum(state: State) -> torch.Tensor:
@@ -229,13 +231,13 @@ def _next_t(t: torch.Tensor) -> torch.Tensor:
 
 
 def _propose_nesterov(solver: CandidateRule, oracle: Oracle, state: State, test: Test,
-                      cnt: Counter, h0: torch.Tensor) -> LineSearchInfo:
+                      cnt: Counter, h0: torch.Tensor, need: torch.Tensor) -> LineSearchInfo:
     """``u = y - s grad phi_eps(y)``, ``y = x_k + theta_k (x_k - x_{k-1})``; ``s`` searched on
     the descent lemma at ``y``, then ``u`` tested against ``x_k``."""
     x, eps = state.point, state.eps
     b = eps.shape[0]
     theta = _momentum(state).detach()
-    extra = theta > 0
+    extra = (theta > 0) & need
     y = x
     if bool(extra.any()):
         rows = extra.nonzero().squeeze(1)
@@ -250,7 +252,7 @@ def _propose_nesterov(solver: CandidateRule, oracle: Oracle, state: State, test:
     gy2 = sq_norm(y.grad.detach())
     descent = lambda pv, py_, d2, e, rows: pv - py_ <= -0.5 * torch.sqrt(d2 * gy2[rows])
     search = Backtracking(solver.candidate_shrink, solver.candidate_linesearch)
-    ls = search.search(oracle, y, eps, torch.ones(b, dtype=torch.bool, device=eps.device), s0, descent, cnt)
+    ls = search.search(oracle, y, eps, need, s0, descent, cnt)
     with torch.no_grad():
         d2 = sq_norm(ls.point.x - x.x)
         rows = torch.arange(b, device=eps.device)

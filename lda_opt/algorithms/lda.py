@@ -284,8 +284,8 @@ class LDA(LDABacktracking, CandidateRule):
     ``alpha``.
 
     ``candidate`` (:class:`~lda_opt.algorithms.candidates.CandidateRule`) chooses ``u``:
-    ``"paper"`` (14a), ``"lbfgs"`` or ``"nesterov"`` (searched on LDA's rule
-    ``phi_eps(u) - phi_eps(x_k) <= -c ||u - x_k||^2``; a ``u`` that fails it is not taken).
+    ``"paper"`` (14a), ``"lbfgs"`` or ``"nesterov"`` (computed after ``v`` and searched on
+    (15) itself, ``phi_eps(u) <= phi_eps(v)``; only where ``v``'s search succeeded).
     Every rule keeps (15), ``x_{k+1} = u`` only if ``phi_eps(u) <= phi_eps(v)``, so Lemmas
     3.3-3.4 and Theorems 3.5-3.6 hold for each (``theory/candidates.md``); the trace's
     ``step`` is ``alpha_k`` of ``v`` on both branches, as for ``"paper"``."""
@@ -319,9 +319,10 @@ class LDA(LDABacktracking, CandidateRule):
             with torch.no_grad():
                 take_u = ls.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
         else:
-            c = self.param("c", eps.shape[0], eps, overrides)
-            rule = lambda pv, px, d2, e, rows: holds(backtracking_rule(pv, px, d2, c[rows]))
-            prop = propose(self, oracle, state, rule, cnt, self.param("alpha", eps.shape[0], eps, overrides))
+            phi_v = ls.point.phi_eps.detach()
+            rule = lambda pv, px, d2, e, rows: pv <= phi_v[rows]  # (15), searched
+            prop = propose(self, oracle, state, rule, cnt, self.param("alpha", eps.shape[0], eps, overrides),
+                           need=ls.accepted)
             pu = prop.point
             with torch.no_grad():
                 take_u = ls.accepted & prop.accepted & (pu.phi_eps <= ls.point.phi_eps)  # (15)
