@@ -85,9 +85,10 @@ class Instance:
     meta: dict = field(default_factory=dict)
 
 
-def load_truth(kind: str, image: str | None, size: int, dtype: torch.dtype) -> torch.Tensor:
-    """The ground truth (1, 1, size, size): ``image`` is a bundled name, a PNG/NPY path, or
-    ``"shepp-logan"``; real ``dtype`` (the MRI instance makes it complex)."""
+def load_truth(kind: str, image: str | None, size, dtype: torch.dtype) -> torch.Tensor:
+    """The ground truth (1, 1, size, size), or (1, 1, H, W) for ``size = (H, W)``: ``image``
+    is a bundled name, a PNG/NPY path, or ``"shepp-logan"``; real ``dtype`` (the MRI instance
+    makes it complex)."""
     from .data import load_image, shepp_logan
 
     name = _DEFAULT_IMAGE[kind] if image is None else image
@@ -104,15 +105,26 @@ def load_truth(kind: str, image: str | None, size: int, dtype: torch.dtype) -> t
         raise ValueError(f"image {str(name)!r} cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
+def _hw(size) -> tuple[int, int]:
+    """``(H, W)`` of a validated ``size`` (an int n: n x n)."""
+    return tuple(size) if isinstance(size, tuple) else (size, size)
+
+
 def _features(regularizer: str) -> nn.Module:
     return F.FiniteDifference() if regularizer == "tv" else F.Identity()
 
 
 def _checked_numbers(kind: str, size, ratio, noise, weight, seed, sensing_seed) -> tuple:
     """Validate :func:`make_instance`'s numbers and fill in the per-kind defaults; returns
-    ``(size, ratio, noise, weight, seed, sensing_seed)``."""
+    ``(size, ratio, noise, weight, seed, sensing_seed)`` (``size`` an int, or a pair (H, W)
+    of ints when one was given)."""
     size = _DEFAULT_SIZE[kind] if size is None else size
-    size = integer("size", size, 4, MAX_SIZE, kind_error=ValueError)
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"size must be an int or a pair (H, W); got {size!r}")
+        size = tuple(integer(f"size[{i}]", s, 4, MAX_SIZE, kind_error=ValueError) for i, s in enumerate(size))
+    else:
+        size = integer("size", size, 4, MAX_SIZE, kind_error=ValueError)
     noise = real("noise", _DEFAULT_NOISE[kind] if noise is None else noise, 0, lo_open=False)
     if kind != "tv-denoise":
         ratio = real("ratio", _DEFAULT_RATIO[kind] if ratio is None else ratio, 0, 1, hi_open=False)
@@ -153,7 +165,7 @@ def _cs_instance(truth: torch.Tensor, q, weight, size: int, ratio, noise, seed: 
                 measurements=int(A64.shape[0]), task=task.metadata())
     return Instance("cs", problem, m.x0.to(device=device, dtype=dtype),
                     truth.to(device=device, dtype=dtype),
-                    lambda x: bcs.blocks_to_image(x, size, size), meta)
+                    lambda x: bcs.blocks_to_image(x, *_hw(size)), meta)
 
 
 def _mri_instance(truth: torch.Tensor, q, weight, size: int, ratio, mask: str, noise, seed: int,
@@ -162,11 +174,12 @@ def _mri_instance(truth: torch.Tensor, q, weight, size: int, ratio, mask: str, n
     ``mask`` drawn with ``sensing_seed``; a checkpoint's task must match ``size``), in the
     complex dtype matching ``dtype``."""
     if task is None:
-        task = MRITask(ratio, mask=mask, mask_seed=sensing_seed, shape=(size, size), noise=noise,
+        task = MRITask(ratio, mask=mask, mask_seed=sensing_seed, shape=_hw(size), noise=noise,
                        noise_seed=seed)
-    elif tuple(task.shape) != (size, size):
+    elif tuple(task.shape) != _hw(size):
         raise ValueError(f"size must be {task.shape[0]} for this checkpoint's MRI mask "
-                         f"(trained on {task.shape[0]} x {task.shape[1]}); got {size}")
+                         f"(trained on {task.shape[0]} x {task.shape[1]}); got {size} "
+                         "(lda_opt.tasks.task_at_shape rebuilds the mask at another size)")
     m = task.measure(truth.to(torch.complex128))
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     A = MRI(m.operator.mask.to(device=device, dtype=dtype))
@@ -188,7 +201,8 @@ def make_instance(kind: str, *, image: str | None = None, size: int | None = Non
     ``features`` (a learned feature map) replaces ``regularizer``; ``weight`` defaults to
     :func:`default_weight`; ``size``, ``image``, ``noise`` and ``ratio`` default per kind
     (64 / camera / 0.1 for TV denoising; 99 / camera / 0 / 0.25 for CS; 64 / Shepp-Logan /
-    0 / 0.2 for MRI).  ``dtype`` is the real dtype (MRI runs in the matching complex dtype).
+    0 / 0.2 for MRI); ``size`` is an int n (n x n) or a pair (H, W).  ``dtype`` is the real
+    dtype (MRI runs in the matching complex dtype).
     ``sensing_seed`` (default ``seed``) draws the CS matrix or the MRI mask.  The sensing
     model is :class:`~lda_opt.tasks.BlockCSTask` / :class:`~lda_opt.tasks.MRITask`
     (the ones LDA-Net trains on; TV denoising: :class:`~lda_opt.tasks.DenoiseTask`);

@@ -59,7 +59,11 @@ continues from ``x_K`` at its own ``eps_K``, with no new evaluation of ``x_K`` (
 at its ``eps_K``, one forward and one backward, when ``--algorithm`` smooths differently,
 e.g. meta-lda's sqrt; restarted at ``--eps0`` when it is given).
 ``--checkpoint shipped`` picks the shipped LDA-Net that matches ``--problem``, ``--ratio``
-and ``--mask``.
+and ``--mask``.  ``--size N`` or ``--size HxW`` solves images of any size with an MRI
+checkpoint: the network is the regularizer ``q`` (convolutional, size-free) and is used as
+trained; the mask is drawn at that size from the stored pattern, ratio and seed
+(:func:`lda_opt.tasks.task_at_shape`).  Without ``--size`` the checkpoint's training size is
+used.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from .._atomic import check_replaceable, fault_point, staged_dir
 from .._validate import out_dir
 from ..algorithms import ALGORITHMS
 from ..instances import KINDS, MASKS, REGULARIZERS, make_instance
+from ..tasks import task_at_shape
 
 #: ``--eps-tol`` when not given (capped at ``sigma * eps0``, see the module docstring)
 DEFAULT_EPS_TOL = 1.0
@@ -89,7 +94,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problem", choices=KINDS, default="tv-denoise", help="imaging instance")
     p.add_argument("--image", default=None,
                    help="bundled image name, 'shepp-logan', or a PNG/NPY path (default per problem)")
-    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: 64; cs 99)")
+    p.add_argument("--size", type=parse_size, default=None, metavar="N|HxW",
+                   help="image size: N (N x N) or H x W, e.g. 128 or 96x128 (default: 64; cs 99; an MRI "
+                        "LDA-Net checkpoint: its training size, any other size draws its mask anew)")
     p.add_argument("--ratio", type=float, default=None, help="sampling ratio for cs/mri (default .25/.2)")
     p.add_argument("--mask", choices=MASKS, default="radial", help="MRI sampling mask")
     p.add_argument("--noise", type=float, default=None, help="noise standard deviation (default: tv-denoise 0.1, else 0)")
@@ -113,6 +120,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise, mask and sensing matrix")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--out", required=True, help="output directory")
+
+
+def parse_size(text: str) -> int | tuple[int, int]:
+    """``--size``: ``"128"`` -> 128 (128 x 128), ``"96x128"`` -> (96, 128) (H x W)."""
+    parts = str(text).lower().replace("\u00d7", "x").split("x")
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        vals = [int(v) for v in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with integers (e.g. 128, 96x128); got {text!r}") \
+            from None
+    return vals[0] if len(vals) == 1 else (vals[0], vals[1])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -225,6 +245,11 @@ class _Setup:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.checkpoint not in (None, "shipped"):
+        from ..learning.mol import is_mol_checkpoint, solve_mol_checkpoint
+
+        if is_mol_checkpoint(args.checkpoint):  # a MOL deep-equilibrium network: its own solve
+            return solve_mol_checkpoint(args)
     setup = _setup(args)
     res, wall = _solve(args, setup)
     result, images = _report(args, setup, res, wall)
@@ -284,8 +309,13 @@ def _load_inputs(args: argparse.Namespace, device, dtype):
     if weight is None and args.checkpoint is not None:
         weight = net.weight if net is not None else float(ck_meta["weight"])
     size = args.size
-    if task is not None and args.problem == "mri" and size is None:
-        size = task.shape[0]
+    if task is not None and args.problem == "mri":
+        # the network is q; the forward model is the user's: at another size the mask is drawn
+        # anew from the stored pattern, ratio and seed (lda_opt.tasks.task_at_shape)
+        if size is None:
+            size = tuple(task.shape)
+        else:
+            task = task_at_shape(task, size)
     inst = make_instance(args.problem, image=args.image, size=size, ratio=args.ratio,
                          mask=args.mask, noise=args.noise, regularizer=args.regularizer or "tv",
                          weight=weight, features=features, seed=args.seed,

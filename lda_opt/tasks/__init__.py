@@ -28,13 +28,14 @@ were gathered here):
 
 :meth:`BlockCSTask.metadata` / :meth:`MRITask.metadata` is what a checkpoint stores;
 :func:`task_from_metadata` rebuilds the task from it, so the sensing matrix or mask of a
-checkpoint is always regenerated from its stored seed.
+checkpoint is always regenerated from its stored seed; :func:`task_at_shape` gives the same
+sensing model (MRI: mask pattern, ratio and seed) on images of another size.
 """
 
 from .block_cs import BlockCSTask
 from .denoise import DenoiseTask
 from .measurement import Measurement
-from .metadata import normalize_problem_name, task_from_metadata
+from .metadata import normalize_problem_name, task_at_shape, task_from_metadata
 from .mri import MRI_NOISE_MODELS, MRITask
 from .noise import NOISE_MODELS, add_noise
 
@@ -47,5 +48,6 @@ __all__ = [
     "Measurement",
     "add_noise",
     "normalize_problem_name",
+    "task_at_shape",
     "task_from_metadata",
 ]

@@ -1,11 +1,13 @@
-"""Tasks by name, and rebuilt from a checkpoint's metadata."""
+"""Tasks by name, rebuilt from a checkpoint's metadata, and moved to another image size."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from .block_cs import BlockCSTask
 from .mri import MRITask
 
-__all__ = ["normalize_problem_name", "task_from_metadata"]
+__all__ = ["normalize_problem_name", "task_at_shape", "task_from_metadata"]
 
 
 def normalize_problem_name(name: str) -> str:
@@ -19,9 +21,32 @@ def normalize_problem_name(name: str) -> str:
 _REQUIRED = object()
 
 
+def task_at_shape(task: BlockCSTask | MRITask, shape) -> BlockCSTask | MRITask:
+    """``task``'s sensing model on images of ``shape`` (an int n: n x n, or (H, W)).
+
+    A checkpoint's network is a regularizer ``q``; the forward model belongs to the user's
+    images.  An :class:`MRITask` keeps its mask pattern, sampling ratio, seed and noise and
+    draws its mask anew at ``shape`` (``lda-opt solve --checkpoint ... --size``); a
+    :class:`BlockCSTask` measures 33 x 33 blocks of an image of any size and is returned as
+    it is.
+    """
+    if isinstance(shape, bool) or not isinstance(shape, (int, tuple, list)):
+        raise ValueError(f"shape must be an int or a pair (H, W); got {shape!r}")  # noqa: TRY004 - CLI contract
+    hw = (shape, shape) if isinstance(shape, int) else tuple(shape)
+    if isinstance(task, BlockCSTask):
+        return task
+    if not isinstance(task, MRITask):
+        raise ValueError(f"task must be a BlockCSTask or an MRITask; got {type(task).__name__}")  # noqa: TRY004
+    try:
+        return dataclasses.replace(task, shape=hw)  # MRITask validates (H, W)
+    except ValueError as exc:
+        raise ValueError(f"size {hw!r} for this MRI task: {exc}") from None
+
+
 def task_from_metadata(meta: dict) -> BlockCSTask | MRITask:
     """Rebuild the task a checkpoint was trained on from ``metadata["problem"]`` (or from the
-    problem dict itself): the sensing matrix or mask is regenerated from its stored seed."""
+    problem dict itself): the sensing matrix or mask is regenerated from its stored seed
+    (:func:`task_at_shape` moves it to another image size)."""
     if not isinstance(meta, dict):
         msg = f"meta must be a dict; got {type(meta).__name__}"
         raise ValueError(msg)  # noqa: TRY004 - checkpoint content, not an argument
