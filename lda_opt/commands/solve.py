@@ -64,6 +64,11 @@ checkpoint: the network is the regularizer ``q`` (convolutional, size-free) and 
 trained; the mask is drawn at that size from the stored pattern, ratio and seed
 (:func:`lda_opt.tasks.task_at_shape`).  Without ``--size`` the checkpoint's training size is
 used.
+
+``--batch-dir DIR`` solves every ``*.png`` / ``*.npy`` image of ``DIR`` (each as ``--image``,
+with the same options) into ``OUT/STEM/``, each a complete folder as above.  Under
+``torchrun --nproc_per_node N`` rank ``r`` takes the files ``r, r + N, ...`` of the sorted
+list (:func:`shard`: ``RANK`` / ``WORLD_SIZE``); the ranks need no communication.
 """
 
 from __future__ import annotations
@@ -118,6 +123,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                    help="real dtype (default float64; float32 with a checkpoint)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise, mask and sensing matrix")
+    p.add_argument("--batch-dir", default=None, metavar="DIR",
+                   help="solve every image file of DIR (*.png, *.npy; each as --image) into OUT/STEM/; under "
+                        "torchrun (RANK, WORLD_SIZE) rank r solves the files r, r + world, ... of the sorted list")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--out", required=True, help="output directory")
 
@@ -219,11 +227,77 @@ def run(args: argparse.Namespace) -> int:
     staging folder is removed and one line on stderr says so.
     """
     try:
-        return _run(args)
+        return _run(args) if getattr(args, "batch_dir", None) is None else _run_batch(args)
     except KeyboardInterrupt:
         print(f"lda-opt solve: interrupted; no output written ({args.out} is as it was before the run)",
               file=sys.stderr)
         return 130
+
+
+#: the files ``--batch-dir`` solves (as ``--image``)
+BATCH_SUFFIXES = (".png", ".npy")
+
+
+def batch_files(directory) -> list:
+    """The image files of ``--batch-dir`` (:data:`BATCH_SUFFIXES`), sorted by name; their
+    stems name the result folders and must be distinct."""
+    from pathlib import Path
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise ValueError(f"batch-dir: {str(d)!r} is not a directory")
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES)
+    if not files:
+        raise ValueError(f"batch-dir: {str(d)!r} holds no {' or '.join(BATCH_SUFFIXES)} file")
+    stems = [p.stem for p in files]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise ValueError(f"batch-dir: several files share the stem {dup[0]!r} (their result folders would clash)")
+    return files
+
+
+def shard() -> tuple[int, int]:
+    """``(rank, world)`` of this process: the initialized torch.distributed group's, else
+    torchrun's ``RANK`` / ``WORLD_SIZE`` environment, else ``(0, 1)``."""
+    import os
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    raw = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    try:
+        rank, world = int(raw[0]), int(raw[1])
+    except ValueError:
+        raise ValueError(f"RANK and WORLD_SIZE must be integers (torchrun sets them); got {raw}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK must be in [0, WORLD_SIZE) and WORLD_SIZE >= 1; got RANK={rank}, WORLD_SIZE={world}")
+    return rank, world
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    """``--batch-dir``: this rank's share ``files[rank::world]``, each file a complete solve
+    (``--image FILE --out OUT/STEM``); every folder is validated before the first solve."""
+    from pathlib import Path
+
+    if args.image is not None:
+        raise ValueError("give either --image or --batch-dir, not both")
+    files = batch_files(args.batch_dir)
+    rank, world = shard()
+    mine = files[rank::world]
+    runs = []
+    for f in mine:
+        a = argparse.Namespace(**{**vars(args), "image": str(f), "out": str(Path(args.out) / f.stem),
+                                  "batch_dir": None})
+        _validate_args(a)  # every output folder and option, before any work
+        runs.append(a)
+    for i, a in enumerate(runs):
+        if not args.quiet:
+            print(f"[rank {rank}/{world}] {i + 1}/{len(runs)}: {a.image}")
+        _run(a)
+    if not args.quiet:
+        print(f"[rank {rank}/{world}] solved {len(runs)} of the {len(files)} files of {args.batch_dir} into {args.out}/")
+    return 0
 
 
 @dataclasses.dataclass
