@@ -301,3 +301,18 @@ def test_lda_opt_train_runs_both_steps(tmp_path):
     log = json.loads((tmp_path / "s2" / "log.json").read_text())
     assert log["mode"] == "transfer_step2" and log["step2"] == "adapter" and log["complete"]
     assert log["g"]["sha256"] == file_sha256(tmp_path / "s1" / "g.safetensors")
+
+
+def test_shipped_transfer_configs_load_and_step2_points_at_its_step1():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    files = sorted(root.glob("transfer_*.json"))
+    assert len(files) == 5
+    cfgs = {f.stem: TrainConfig.from_dict(json.loads(f.read_text())) for f in files}
+    for name, cfg in cfgs.items():
+        assert cfg.name == name and cfg.net.algorithm == "elda" and cfg.transfer.alpha == 0.01
+        if cfg.train.mode == "transfer_step2":
+            step1 = cfg.transfer.g.split("/")[-2]
+            assert cfg.transfer.g == f"build/runs/{step1}/g.safetensors"
+            assert cfgs[step1].train.mode == "transfer_step1" and cfgs[step1].train.phases == cfg.train.phases
