@@ -44,6 +44,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,15 @@ from .._atomic import remove_stale_temps
 from .._validate import integer, real
 from ..bounds import mol_contraction_factor
 from ..metrics import psnr
-from ..nets import load_checkpoint, save_checkpoint, xavier_init_
+from ..nets import load_checkpoint, save_checkpoint
 from ..nets.checkpoint import read_checkpoint_config
-from ..nets.mol import MOLCNN, certified_lipschitz, lipschitz_estimate, spectral_project_
+from ..nets.mol import (
+    MOLCNN,
+    certified_lipschitz,
+    identity_init_,
+    lipschitz_estimate,
+    spectral_project_,
+)
 from ..tasks import task_from_metadata
 from .deq import BACKWARD_MODES, DEQConfig, FixedPointResult, equilibrium
 
@@ -78,24 +85,33 @@ class MOLConfig:
     for ``train.epochs_first`` epochs with the Adam settings of ``train``.
 
     ``alpha``: the step ``a`` of eq. (1), in (0, 2) (contraction needs ``a < 2 / (1 + L_H)``);
-    ``lam``: the initial ``lambda`` (> 0), learned when ``learn_lam``.  ``constraint``: one of
+    ``lam``: the initial ``lambda`` (> 0), learned when ``learn_lam``.  ``residual``: ``H = I -
+    F_theta`` with the CNN ``F_theta`` (the supplement's form; ``false``: ``H`` is the CNN,
+    which MOL-SN needs).  ``constraint``: one of
     :data:`CONSTRAINTS`; ``l_max``, ``barrier_e``, ``mu``: the MOL-LR barrier
     ``-mu log(l_max - l)`` (linear beyond ``l_max - barrier_e``); ``power_iters``: power
-    iterations per step (warm-started), on the first ``lip_samples`` images of the batch;
-    ``sn_bound``: the certified bound of MOL-SN.  ``kappa_fwd``, ``kappa_bwd``, ``max_fwd``,
+    iterations per step (warm-started), at the start ``x_0`` and the fixed point ``x*`` of the
+    first ``lip_samples`` images of the batch;
+    ``sn_bound``: the certified bound of MOL-SN; ``init_lipschitz``, ``init_noise``: ``H``
+    starts near ``init_lipschitz * I`` plus ``init_noise`` times a seeded Xavier draw
+    (:func:`lda_opt.nets.mol.identity_init_`; a contraction of factor about
+    ``init_lipschitz`` from the first step, the fixed point a damped zero filling).  ``kappa_fwd``, ``kappa_bwd``, ``max_fwd``,
     ``max_bwd``, ``backward``: :class:`~lda_opt.learning.deq.DEQConfig`.
     """
 
     alpha: float = 1.0
     lam: float = 1.0
     learn_lam: bool = True
+    residual: bool = True
     constraint: str = "lr"
     l_max: float = 0.98
     barrier_e: float = 1e-3
-    mu: float = 0.01
+    mu: float = 0.1
     power_iters: int = 5
     lip_samples: int = 2
     sn_bound: float = 0.9
+    init_lipschitz: float = 0.5
+    init_noise: float = 0.05
     kappa_fwd: float = 1e-4
     kappa_bwd: float = 1e-4
     max_fwd: int = 100
@@ -109,12 +125,20 @@ class MOLConfig:
             raise ValueError(f"mol.learn_lam must be true or false; got {self.learn_lam!r}")  # noqa: TRY004
         if self.constraint not in CONSTRAINTS:
             raise ValueError(f"mol.constraint must be one of {list(CONSTRAINTS)}; got {self.constraint!r}")
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"mol.residual must be true or false; got {self.residual!r}")  # noqa: TRY004
+        if self.constraint == "sn" and self.residual:
+            raise ValueError("mol.residual must be false with mol.constraint = 'sn' (spectral normalisation "
+                             "bounds the CNN H itself; Lip(I - F) is not bounded by it)")
         real("mol.l_max", self.l_max, 0.0, 1.0, kind_error=ValueError)
         real("mol.barrier_e", self.barrier_e, 0.0, self.l_max, kind_error=ValueError)
         real("mol.mu", self.mu, 0.0, lo_open=False, kind_error=ValueError)
         integer("mol.power_iters", self.power_iters, 0, kind_error=ValueError)
         integer("mol.lip_samples", self.lip_samples, 1, kind_error=ValueError)
         real("mol.sn_bound", self.sn_bound, 0.0, 1.0, hi_open=False, kind_error=ValueError)
+        real("mol.init_lipschitz", self.init_lipschitz, 0.0, 1.0, lo_open=False, hi_open=False,
+             kind_error=ValueError)
+        real("mol.init_noise", self.init_noise, 0.0, lo_open=False, kind_error=ValueError)
         if self.backward not in BACKWARD_MODES:
             raise ValueError(f"mol.backward must be one of {list(BACKWARD_MODES)}; got {self.backward!r}")
         for n, lo in (("kappa_fwd", 0.0), ("kappa_bwd", 0.0)):
@@ -164,7 +188,7 @@ class MOLNet(nn.Module):
     ``problem(fidelity)`` is the :class:`MOLMap` of a :class:`~lda_opt.LeastSquares`
     ``(A, y)`` and ``reconstruct(map, x0)`` returns ``(x, forward result)`` (Algorithm 1 from
     ``x0``; with grad mode on, ``x`` carries the implicit backward of Algorithm 2).
-    ``lip_v`` (a buffer, ``(lip_samples, C, H, W)``, real view for complex images) is the
+    ``lip_v`` (a buffer, ``(2 lip_samples, C, H, W)``, real view for complex images) is the
     warm start of the power iteration of MOL-LR; ``last_backward`` holds the statistics of
     the last implicit backward.
     """
@@ -217,7 +241,8 @@ class MOLNet(nn.Module):
             self.last_backward.update(fwd_iters=float(res.iterations.double().mean()),
                                       fwd_converged=float(res.converged.double().mean()))
             if self.penalty.constraint == "lr" and hasattr(self, "lip_v"):
-                probe = x.detach()[:self.penalty.lip_samples]
+                k = self.penalty.lip_samples
+                probe = torch.cat([x0.detach()[:k], x.detach()[:k]])  # the start and the end of the path
                 v0 = _complex_view(self.lip_v, self.cnn.complex)[:probe.shape[0]]
                 l_hat, v = lipschitz_estimate(self.cnn, probe, v0, iters=self.penalty.power_iters)
                 with torch.no_grad():
@@ -240,10 +265,11 @@ class MOLNet(nn.Module):
 def build_mol(config) -> MOLNet:
     """The MOL network of a training config (seeded Xavier initialization of the CNN)."""
     n, mc = config.net, config.mol
-    cnn = MOLCNN(1, n.width, n.depth, n.kernel_size, complex=config.task.kind == "mri", delta=n.delta)
+    cnn = MOLCNN(1, n.width, n.depth, n.kernel_size, complex=config.task.kind == "mri", delta=n.delta,
+                 residual=mc.residual)
     gen = torch.Generator().manual_seed(config.seed)
-    xavier_init_(cnn, generator=gen)
-    shape = (mc.lip_samples, 1, *config.task.build().shape) if config.task.kind == "mri" else None
+    identity_init_(cnn, mc.init_lipschitz, mc.init_noise, generator=gen)
+    shape = (2 * mc.lip_samples, 1, *config.task.build().shape) if config.task.kind == "mri" else None
     net = MOLNet(cnn, alpha=mc.alpha, lam=mc.lam, learn_lam=mc.learn_lam, deq=mc.deq(), lip_shape=shape)
     if shape is not None:
         net.lip_v.copy_(torch.randn(net.lip_v.shape, generator=gen, dtype=torch.float64))
@@ -392,10 +418,15 @@ def _plot_mol(out: Path, log: list[dict], title: str) -> None:
 
 
 def _epoch_lipschitz(net: MOLNet, va, config) -> float:
-    """The power-iteration estimate of ``Lip(H)`` at the validation starts (30 iterations,
-    seeded): what the log reports each epoch."""
+    """The power-iteration estimate of ``Lip(H)`` (30 iterations, seeded) at the starts ``x_0``
+    and the fixed points ``x*`` of the first ``lip_samples`` validation images: what the log
+    reports each epoch."""
     gen = torch.Generator().manual_seed(config.seed)
-    est, _ = lipschitz_estimate(net.cnn, va.x0[:config.mol.lip_samples], iters=30, generator=gen)
+    k = config.mol.lip_samples
+    with torch.no_grad():
+        sub = va.select(torch.arange(min(k, va.y.shape[0])))
+        x_star, _ = net(net.problem(sub.fidelity()), sub.x0)
+    est, _ = lipschitz_estimate(net.cnn, torch.cat([sub.x0, x_star]), iters=30, generator=gen)
     return float(est.detach())
 
 
@@ -407,8 +438,10 @@ def train_mol(config, out: Path, *, resume: bool = False, quiet: bool = False, s
     backward, the constraint of ``mol.constraint``; per epoch ``model.safetensors`` (and
     ``best.*`` with ``train.select = "best_val"``), ``state.safetensors`` (exact resume) and
     ``log.json``; ``curves.png`` at the end.  Returns the ``log.json`` summary."""
-    from . import train as T
+    from . import train as _  # noqa: F401 - the module (the package re-exports a function of its name)
     from .datasets import training_data
+
+    T = sys.modules["lda_opt.learning.train"]
 
     tc = config.train
     plan = [(0, "deq", j) for j in range(tc.epochs_first)]
@@ -455,7 +488,7 @@ def train_mol(config, out: Path, *, resume: bool = False, quiet: bool = False, s
                   "bwd_converged": float(r["converged"].double().mean())} if "iterations" in r else r
                  for r in net.step_stats]
         val = T.evaluate(net, va, batch_size=max(tc.batch_size, 64), ssim_weight=tc.ssim_weight)
-        rec = {"epoch": e + 1, "train_loss": total / n, "val_loss": val["loss"], "val_psnr": val["psnr"],
+        rec = {"epoch": e + 1, "phases": 0, "train_loss": total / n, "val_loss": val["loss"], "val_psnr": val["psnr"],
                "val_ssim": val["ssim"], "steps": steps_per_epoch, "skipped_steps": skipped,
                "lr_last": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
                "lam": float(net.lam.detach()), "lipschitz": _epoch_lipschitz(net, va, config),
@@ -546,7 +579,7 @@ def solve_mol_checkpoint(args) -> int:
     if args.problem != "mri":
         raise ValueError(f"this --checkpoint is a MOL network trained for MRI; it needs --problem mri "
                          f"(got {args.problem})")
-    for opt_name in ("regularizer", "weight", "eps0", "eps_tol", "sigma"):
+    for opt_name in ("regularizer", "weight", "eps0", "eps_tol", "sigma", "noise"):
         if getattr(args, opt_name, None) is not None:
             raise ValueError(f"--{opt_name.replace('_', '-')} does not apply to a MOL checkpoint")
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype or "float32"]
@@ -559,9 +592,13 @@ def solve_mol_checkpoint(args) -> int:
     task = task_from_metadata(net.checkpoint_metadata)
     if args.ratio is not None and abs(args.ratio - task.ratio) > 1e-6:
         raise ValueError(f"ratio {args.ratio} differs from the checkpoint's {task.ratio}")
-    inst = make_instance("mri", image=args.image, size=args.size or task.shape[0], noise=args.noise,
-                         seed=args.seed, dtype=dtype, device=device, task=task)
-    fid = inst.problem.f
+    size = args.size if args.size is not None else task.shape[0]
+    if (tuple(size) if isinstance(size, (tuple, list)) else (size, size)) != tuple(task.shape):
+        raise ValueError(f"size must be the checkpoint's {task.shape[0]} x {task.shape[1]} (its mask and training "
+                         f"size); got {size}")
+    inst = make_instance("mri", image=args.image, size=task.shape[0], seed=args.seed, dtype=dtype, device=device,
+                         task=task)
+    fid = inst.problem.fidelity
     t0 = time.perf_counter()
     fault_point("solve:run")
     with torch.no_grad():
