@@ -506,6 +506,13 @@ def _check(config: TrainConfig) -> None:
         raise ValueError("train.select must be 'last' in the transfer modes")
     if config.data.natural != 0:
         raise ValueError("data.natural does not apply to the transfer modes: give a domain images = 'natural'")
+    tr = config.transfer
+    domains = [(f"transfer.sources[{i}]", d) for i, d in enumerate(tr.sources)] + [("transfer.target", tr.target)]
+    for where, d in domains:  # the masks on the actual image shape, before any work
+        try:
+            d.task(config).mask_tensor()
+        except ValueError as exc:
+            raise ValueError(f"{where} on task.shape = {list(config.task.shape)}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------

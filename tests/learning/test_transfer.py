@@ -316,3 +316,10 @@ def test_shipped_transfer_configs_load_and_step2_points_at_its_step1():
             step1 = cfg.transfer.g.split("/")[-2]
             assert cfg.transfer.g == f"build/runs/{step1}/g.safetensors"
             assert cfgs[step1].train.mode == "transfer_step1" and cfgs[step1].train.phases == cfg.train.phases
+
+
+def test_a_mask_impossible_on_the_image_shape_is_refused_before_any_work(tmp_path):
+    bad = {**BASE["transfer"], "target": {"name": "t", "ratio": 0.12}}  # 2.4 lines of 20
+    with pytest.raises(ValueError, match=r"transfer.target on task.shape = \[20, 20\]"):
+        train(_config(train={"mode": "transfer_step2"}, transfer=bad), tmp_path, quiet=True)
+    assert not any(tmp_path.iterdir())
