@@ -20,9 +20,10 @@ So the candidate is a *strategy of the step* (:meth:`~lda_opt.ELDA.step`,
 ``"lbfgs"``
     a limited-memory BFGS step on ``phi_eps``,
 
-    .. math:: u(t) = x_k - t\,H_k\nabla\phi_{\varepsilon_k}(x_k), \qquad t = 1,\ \varrho, \varrho^2, \dots
+    .. math:: u(t) = x_k - t\,H_k\nabla\phi_{\varepsilon_k}(x_k)
 
-    with ``H_k`` the L-BFGS inverse-Hessian approximation of the last ``memory`` pairs
+    (``t = 1`` first, later trials by safeguarded interpolation) with ``H_k`` the L-BFGS
+    inverse-Hessian approximation of the last ``memory`` pairs
     ``s_i = x_{i+1} - x_i``, ``y_i = grad phi_eps(x_{i+1}) - grad phi_eps(x_i)`` (both gradients
     at the level of iteration ``i``), ``H_k^0 = h_k I`` with ``h_k = s^T y / y^T y`` of the newest
     pair (Nocedal & Wright, *Numerical Optimization*, eqs. (7.19)-(7.20); applied by the
@@ -31,8 +32,11 @@ So the candidate is a *strategy of the step* (:meth:`~lda_opt.ELDA.step`,
     positive definite and ``u(t)`` a descent direction.  With ``reset_memory=True``
     (default) the pairs are dropped when ``eps`` is reduced (they describe another
     ``phi_eps``); ``h_k`` is kept (initially ``h0``: ``alpha_bar`` for ELDA, ``alpha`` for LDA).
-    The candidate's own search tries ``t`` at most ``candidate_linesearch`` times (factor
-    ``candidate_shrink``) and stops at the first ``t`` that passes the solver's acceptance
+    The candidate's own search tries ``t`` at most ``candidate_linesearch`` times, the next
+    trial the minimizer of the quadratic through ``phi_eps(x_k)``, the slope
+    ``-<grad phi_eps(x_k), H_k grad phi_eps(x_k)>`` and ``phi_eps(u(t))``, kept in
+    ``[t/10, candidate_shrink t]`` (Nocedal & Wright Sec. 3.5; :class:`~lda_opt.algorithms.oracle.Backtracking`
+    with ``interpolate=True``), and stops at the first ``t`` that passes the solver's acceptance
     test (ELDA: (4.9a) and (4.9b); LDA: (15), ``phi_eps(u) <= phi_eps(v)``, against the ``v``
     its step already found).
 
@@ -215,8 +219,10 @@ def _propose_lbfgs(solver: CandidateRule, oracle: Oracle, state: State, test: Te
     aux = state.aux
     with torch.no_grad():
         d = lbfgs_direction(x.grad, aux["lbfgs_s"], aux["lbfgs_y"], _pairs(solver, state), aux["lbfgs_h"])
-    search = Backtracking(solver.candidate_shrink, solver.candidate_linesearch)
-    return search.search(oracle, x, eps, need, torch.ones_like(eps), test, cnt, direction=d.to(x.x.dtype))
+    d = d.to(x.x.dtype)
+    search = Backtracking(solver.candidate_shrink, solver.candidate_linesearch, interpolate=True)
+    slope = _dot(_flat(x.grad.detach()), _flat(d.detach()))
+    return search.search(oracle, x, eps, need, torch.ones_like(eps), test, cnt, direction=d, slope=slope)
 
 
 def _momentum(state: State) -> torch.Tensor:
