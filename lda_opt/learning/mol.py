@@ -66,7 +66,7 @@ from ..nets.mol import (
     spectral_project_,
 )
 from ..tasks import task_from_metadata
-from .deq import BACKWARD_MODES, DEQConfig, FixedPointResult, equilibrium
+from .deq import DEQConfig, FixedPointResult, equilibrium
 
 __all__ = ["CONSTRAINTS", "ContractionReport", "MOLConfig", "MOLMap", "MOLNet", "build_mol", "check_contraction",
            "is_mol_checkpoint", "load_mol", "mol_metadata", "solve_mol_checkpoint", "train_mol"]
@@ -139,12 +139,10 @@ class MOLConfig:
         real("mol.init_lipschitz", self.init_lipschitz, 0.0, 1.0, lo_open=False, hi_open=False,
              kind_error=ValueError)
         real("mol.init_noise", self.init_noise, 0.0, lo_open=False, kind_error=ValueError)
-        if self.backward not in BACKWARD_MODES:
-            raise ValueError(f"mol.backward must be one of {list(BACKWARD_MODES)}; got {self.backward!r}")
-        for n, lo in (("kappa_fwd", 0.0), ("kappa_bwd", 0.0)):
-            real(f"mol.{n}", getattr(self, n), lo, lo_open=False, kind_error=ValueError)
-        for n in ("max_fwd", "max_bwd"):
-            integer(f"mol.{n}", getattr(self, n), 1, kind_error=ValueError)
+        try:  # the DEQ fields: DEQConfig's checks, named as fields of this section
+            self.deq()
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("deq.", "mol.", 1)) from None
 
     def deq(self) -> DEQConfig:
         return DEQConfig(kappa_fwd=self.kappa_fwd, kappa_bwd=self.kappa_bwd, max_fwd=self.max_fwd,
