@@ -6,11 +6,8 @@ PY := $(VENV)/bin/python
 # A local CPU build of torch, when the machine carries one (see README, "GPU users").
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0*cpu*.whl))
 OUT ?= demo_out
-# TV weight of the MRI demo: the best kappa of benchmarks/mri.py's grid on its validation
-# phantoms at the demo's 300 iterations (its coarse tuning)
-DEMO_TV_WEIGHT ?= 0.01
 
-.PHONY: install demo test test-isa test-fuzz test-slow bench lint clean
+.PHONY: install demo test test-isa test-fuzz test-slow bench lint clean notebooks
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,23 +19,19 @@ $(VENV)/.installed: pyproject.toml
 		$(PY) -m pip install -q "torch==2.13.0"; \
 	fi
 	$(PY) -m pip install -q -e ".[test,bench,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lda_opt .venv)" >/dev/null
 	touch $@
 
 install: $(VENV)/.installed
 
+# the main job end to end (lda_opt/experiments/demo.py, a few minutes on 2 CPU cores): the
+# shipped MRI regularizer solved to tolerance + lda-opt check, a quick ELDA complexity run,
+# learned vs exact TV at its best weight; $(OUT)/README.md and index.html link every figure
 demo: install
-	$(VENV)/bin/lda-opt solve --problem tv-denoise --image camera --size 64 --noise 0.1 \
-		--algorithm lda --out $(OUT)/tv-denoise
-	@echo "demo outputs written to $(OUT)/tv-denoise/ (result.json, trace.csv, recon.png, convergence.png)"
-	$(VENV)/bin/lda-opt solve --problem mri --image shepp-logan --ratio 0.2 --mask radial \
-		--checkpoint shipped --eps-tol 0.5 --max-iter 1 --quiet --out $(OUT)/mri-lda-net
-	$(VENV)/bin/lda-opt solve --problem mri --image shepp-logan --ratio 0.2 --mask radial \
-		--regularizer tv --weight $(DEMO_TV_WEIGHT) --eps0 1e-2 --sigma 10 --eps-tol 1e-3 --max-iter 300 \
-		--quiet --out $(OUT)/mri-tv
-	$(PY) -m lda_opt.experiments.compare $(OUT)/mri-lda-net $(OUT)/mri-tv --out $(OUT)/mri-compare.png
-	@echo "MRI demo (radial 20%, Shepp-Logan 64x64, shipped LDA-Net vs TV): $(OUT)/mri-compare.png (+ .json)"
+	$(PY) -m lda_opt.experiments.demo --out $(OUT)
 
-# two workers (pytest-xdist) on the 2-core CI machine; each test process uses 1 torch thread
+# two workers (pytest-xdist) on the 2-core CI machine; each test process uses 1 torch thread;
+# tests/test_notebooks.py executes notebooks/*.py (jupytext + nbclient, kernel python3)
 test: install
 	$(PY) -m pytest -q -n 2
 
@@ -85,6 +78,11 @@ lint: install
 
 clean:
 	rm -rf $(VENV) demo_out
+
+# re-execute every notebook (notebooks/*.py, jupytext percent format) and rewrite the .ipynb
+# beside it, outputs included (what tests/test_notebooks.py does)
+notebooks: install
+	$(PY) -m pytest -q tests/test_notebooks.py
 
 # Retrain the shipped LDA-Net checkpoints (lda_opt/checkpoints/NAME.{safetensors,json}) from
 # their training configs (NAME.config.json), seeded and on 1 CPU thread: bit-identical weights

@@ -387,7 +387,8 @@ def _load_inputs(args: argparse.Namespace, device, dtype):
         # the network is q; the forward model is the user's: at another size the mask is drawn
         # anew from the stored pattern, ratio and seed (lda_opt.tasks.task_at_shape)
         if size is None:
-            size = tuple(task.shape)
+            h, w = task.shape
+            size = h if h == w else (h, w)
         else:
             task = task_at_shape(task, size)
     inst = make_instance(args.problem, image=args.image, size=size, ratio=args.ratio,

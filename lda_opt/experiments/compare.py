@@ -8,6 +8,8 @@ seed; a run with ``--checkpoint`` brings its task's matrix or mask, so the start
 run must have the same PSNR, which is checked).  The figure shows the ground truth, the start
 ``x0`` and each run's reconstruction (magnitudes for MRI) with its PSNR, and below them the
 absolute errors on one common scale.  A JSON summary (``FIG.json``) lists the PSNRs.
+``compare_runs(..., extra=[(label, image, psnr), ...])`` adds reconstructions that are not
+solve runs (e.g. the exact TV minimizer, or an LDA-Net's K-phase output), drawn after them.
 """
 
 from __future__ import annotations
@@ -38,8 +40,12 @@ def _label(res: dict) -> str:
             + f", {int(res.get('iterations', 0))} it.")
 
 
-def compare_runs(dirs: list[str | Path], out_png: str | Path) -> dict:
-    """Draw the figure of the runs in ``dirs`` into ``out_png``; returns the summary."""
+def compare_runs(dirs: list[str | Path], out_png: str | Path, extra: list | None = None) -> dict:
+    """Draw the figure of the runs in ``dirs`` into ``out_png``; returns the summary.
+
+    ``extra``: ``(label, image, psnr)`` triples of other reconstructions of the same instance
+    (``image``: an (H, W) array of magnitudes, ``psnr`` in dB as the runs report it), drawn
+    after the runs and listed in the summary under ``"extra"``."""
     if not dirs:
         raise ValueError("give at least one solve output directory")
     runs = []
@@ -70,6 +76,13 @@ def compare_runs(dirs: list[str | Path], out_png: str | Path) -> dict:
         titles.append(f"{_label(res)}\n{res['psnr']:.2f} dB")
         summary["runs"].append({"dir": str(d), "label": _label(res), "psnr": res["psnr"], "psnr_x0": res["psnr_x0"],
                                 "weight": res["problem"]["weight"], "seconds": res.get("seconds")})
+    for label, im, value in extra or ():
+        im = np.asarray(im, dtype=np.float64)
+        if im.shape != truth.shape:
+            raise ValueError(f"extra image {label!r} has shape {im.shape}; the instance's is {truth.shape}")
+        images.append(im)
+        titles.append(f"{label}\n{float(value):.2f} dB")
+        summary.setdefault("extra", []).append({"label": label, "psnr": float(value)})
     x0 = inst.to_image(inst.x0)
     x0 = (x0.abs() if x0.is_complex() else x0)[0, 0].numpy()
     start = "zero-filling" if prob0["kind"] == "mri" else "x0"
