@@ -1,10 +1,14 @@
-"""LDA, MetaLDA and ELDA side by side: measured iteration complexity ``N(eps_tol)``.
+"""LDA, MetaLDA and ELDA side by side, with LDA's and ELDA's L-BFGS candidate rule
+(``lda-lbfgs``, ``elda-lbfgs``): measured iteration complexity ``N(eps_tol)``.
 
 For each problem (``tv-mri``, ``cnn-mri``) runs :func:`lda_opt.experiments.complexity.run_complexity` for
-the three algorithms with the same problem and ``eps_tol`` grid, and writes
+every algorithm with the same problem, ``eps_tol`` grid (0.1 ... 1e-3) and continuation
+(``sigma = 1``, ``eps0 = 0.1``: the preset's ``EXERCISED``, where the reduction test binds and
+segments are longer than 1), and writes
 
 * ``complexity_<problem>.json``: ``{"algorithms": {name: complexity.json dict}, "summary":
-  {name: {exponent, ci, max_ratio_to_bound, censored, seconds}}, "command": ...}``;
+  {name: {exponent, ci, max_ratio_to_bound, censored, segment_lengths, segments_longer_than_1,
+  check_ok, passes, seconds}}, "command": ...}``;
 * ``complexity_<problem>.png``: one column per algorithm; top row ``N`` against ``1/eps_tol``
   with the fit, the slope-3 reference and the certified bound; bottom row segment lengths with
   their bound.
@@ -16,7 +20,7 @@ Usage::
     python benchmarks/complexity.py --out /tmp/cx --algorithms lda elda
 
 Every setting is recorded in the JSON (the per-algorithm ``config`` and ``solver``).  The
-``--quick`` smoke mode uses the 16x16 preset (``max_iter = 300``).
+``--quick`` smoke mode uses the 16x16 preset (``max_iter = 2000``).
 """
 
 from __future__ import annotations
@@ -30,12 +34,21 @@ from pathlib import Path
 import torch
 
 from lda_opt.experiments.complexity import (
-    ALGORITHMS,
     PROBLEMS,
     ComplexityConfig,
     plot_complexity,
     run_complexity,
 )
+
+#: the competitors: the papers' algorithms and LDA / ELDA with the L-BFGS candidate rule
+#: (``theory/candidates.md``), each ``name -> (algorithm, solver overrides)``
+ALGORITHMS = {
+    "lda": ("lda", {}),
+    "lda-lbfgs": ("lda", {"candidate": "lbfgs"}),
+    "meta-lda": ("meta-lda", {}),
+    "elda": ("elda", {}),
+    "elda-lbfgs": ("elda", {"candidate": "lbfgs"}),
+}
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -63,7 +76,8 @@ def run_problem(
     """Run every algorithm on ``problem``; write the JSON and the side-by-side PNG."""
     results, summary = {}, {}
     for alg in algorithms:
-        changes = {"algorithm": alg, "problem": problem}
+        algorithm, solver = ALGORITHMS[alg]
+        changes = {"algorithm": algorithm, "problem": problem, "solver": solver}
         if max_iter is not None:
             changes["max_iter"] = max_iter
         cfg = ComplexityConfig.preset(scale, **changes)
@@ -79,6 +93,10 @@ def run_problem(
             "ratio_to_bound": [bp["ratio"] for bp in res["bound_points"]],
             "max_ratio_to_bound": max(bp["ratio"] for bp in res["bound_points"]),
             "segment_violations": res["segments"]["violations"],
+            "segment_lengths": res["segments"]["lengths"],
+            "segments_longer_than_1": sum(1 for n in res["segments"]["lengths"] if n > 1),
+            "check_ok": res["check"]["ok"],
+            "passes": res["run"]["forward"][-1] + res["run"]["backward"][-1],
             "seconds": time.perf_counter() - t0,
         }
         if progress or not sys.stdout.isatty():
