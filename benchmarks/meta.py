@@ -15,7 +15,9 @@ theta and omega Adam steps:
   theta-step, one omega-step) per batch;
 * **conventional**: the union of the tasks, one ``kappa`` (a single shared learned
   ``omega``), ``lam = 0`` and ``D_tr`` merged into ``D_val`` (the paper's conventional arm
-  merges them), batches of twice the size so that the number of steps is the same.
+  merges them), batches of twice the size so that the number of steps is the same;
+* **multi-task, lam = 0** (ablation): as conventional but one ``omega_i`` per task -- it
+  separates the per-task ``kappa`` from the D_tr / D_val split and the penalty of (18).
 
 Unseen tasks (Sec. 5.4): theta frozen; meta fits its ``omega`` on 16 samples of the task
 (:func:`lda_opt.learning.meta.adapt_omega`, started at :func:`~lda_opt.learning.meta.initial_omega`);
@@ -82,7 +84,8 @@ def configs(quick: bool):
         raise ValueError("the conventional arm doubles the batch: the config needs data.train = 2 meta.val_per_task")
     conv = meta.with_overrides(name=meta.name + "_conventional", train={"batch_size": 2 * J},
                                meta={"omega": "shared", "lam0": 0.0, "val_per_task": n})
-    return meta, conv
+    multi = conv.with_overrides(name=meta.name + "_multitask", meta={"omega": "per_task"})
+    return meta, conv, multi
 
 
 def _measure(task: MetaTask, base, truth):
@@ -96,10 +99,10 @@ def _score(net, kappa, m) -> dict:
 
 def run(args) -> dict:
     torch.set_num_threads(1)
-    meta_cfg, conv_cfg = configs(args.quick)
+    meta_cfg, conv_cfg, multi_cfg = configs(args.quick)
     runs = Path(args.runs)
     arms = {}
-    for key, cfg in (("meta", meta_cfg), ("conventional", conv_cfg)):
+    for key, cfg in (("meta", meta_cfg), ("conventional", conv_cfg), ("multitask", multi_cfg)):
         t0 = time.perf_counter()
         _log(f"training {cfg.name} ...")
         summary = train(cfg, runs / cfg.name, quiet=True, resume=(runs / cfg.name / "state.safetensors").is_file())
@@ -118,24 +121,25 @@ def run(args) -> dict:
         row = {"task": task.name, "mask": task.mask, "ratio": task.ratio, "seen": is_seen,
                "x0": {"psnr": float(psnr(m.x0, m.truth, None).mean())}}
         conv_net, conv_omega = arms["conventional"]["net"], arms["conventional"]["info"]["omega"][0]
-        meta_net, meta_info = arms["meta"]["net"], arms["meta"]["info"]
         if is_seen:
             i = seen.index(task)
-            row["meta"] = _score(meta_net, meta_info["kappa"][i], m)
+            for key in ("meta", "multitask"):
+                row[key] = _score(arms[key]["net"], arms[key]["info"]["kappa"][i], m)
             row["conventional"] = _score(conv_net, arms["conventional"]["info"]["kappa"][0], m)
         else:
             ma = _measure(task, base, adapt_truth)
-            t0 = time.perf_counter()
-            w0 = initial_omega(seen, meta_info["omega"], task)
-            w, losses = adapt_omega(meta_net, ma, w0, epochs=adapt["epochs"], batch_size=adapt["batch_size"],
-                                    lr=adapt["lr"], seed=0)
-            row["meta"] = _score(meta_net, float(torch.sigmoid(torch.tensor(w))), m) | {
-                "omega_init": w0, "omega": w, "adapt_loss": losses, "adapt_seconds": time.perf_counter() - t0}
+
+            def adapted(net, w0, ma=ma, m=m):
+                t0 = time.perf_counter()
+                w, losses = adapt_omega(net, ma, w0, epochs=adapt["epochs"], batch_size=adapt["batch_size"],
+                                        lr=adapt["lr"], seed=0)
+                return _score(net, float(torch.sigmoid(torch.tensor(w))), m) | {
+                    "omega_init": w0, "omega": w, "adapt_loss": losses, "adapt_seconds": time.perf_counter() - t0}
+
+            for key in ("meta", "multitask"):
+                row[key] = adapted(arms[key]["net"], initial_omega(seen, arms[key]["info"]["omega"], task))
             row["conventional"] = _score(conv_net, float(torch.sigmoid(torch.tensor(conv_omega))), m)
-            wc, lc = adapt_omega(conv_net, ma, conv_omega, epochs=adapt["epochs"], batch_size=adapt["batch_size"],
-                                 lr=adapt["lr"], seed=0)
-            row["conventional_adapted"] = _score(conv_net, float(torch.sigmoid(torch.tensor(wc))), m) | {
-                "omega_init": conv_omega, "omega": wc, "adapt_loss": lc}
+            row["conventional_adapted"] = adapted(conv_net, conv_omega)
         row["margin_db"] = row["meta"]["psnr"] - row["conventional"]["psnr"]
         rows.append(row)
         _log(f"{task.name:>20}: x0 {row['x0']['psnr']:.2f}  meta {row['meta']['psnr']:.2f}  "
@@ -167,26 +171,28 @@ def run(args) -> dict:
 
 def markdown(doc: dict) -> str:
     b = doc["budget"]
-    lines = [(f"Meta-learning vs conventional (meta-LDA Sec. 5, small form: {doc['shape'][0]}x{doc['shape'][1]} "
-             f"phantoms, {len(doc['test_images'])} test images per task; PSNR dB / SSIM)."), "",
-             ("| task | seen | zero-filling | meta | conventional | margin (dB) | conventional, kappa adapted | "
-             "kappa meta / conv. |"), "|---|---|---|---|---|---|---|---|"]
+    head = (f"Meta-learning vs conventional (meta-LDA Sec. 5, small form: {doc['shape'][0]}x{doc['shape'][1]} "
+            f"phantoms, {len(doc['test_images'])} test images per task; PSNR dB / SSIM).")
+    cols = ("| task | seen | zero-filling | meta | conventional | margin (dB) | conventional, kappa adapted | "
+            "multi-task, lam = 0 | kappa meta / conv. |")
+    lines = [head, "", cols, "|---|---|---|---|---|---|---|---|---|"]
+    cell = lambda r, key: f"{r[key]['psnr']:.2f} / {r[key]['ssim']:.3f}" if key in r else "-"
     for r in doc["tasks"]:
-        ad = r.get("conventional_adapted")
-        lines.append(f"| {r['task']} | {'yes' if r['seen'] else 'no'} | {r['x0']['psnr']:.2f} | "
-                     f"{r['meta']['psnr']:.2f} / {r['meta']['ssim']:.3f} | "
-                     f"{r['conventional']['psnr']:.2f} / {r['conventional']['ssim']:.3f} | {r['margin_db']:+.2f} | "
-                     + (f"{ad['psnr']:.2f} / {ad['ssim']:.3f}" if ad else "-")
-                     + f" | {r['meta']['kappa']:.4f} / {r['conventional']['kappa']:.4f} |")
-    m, c = b["meta"], b["conventional"]
+        lines.append(f"| {r['task']} | {'yes' if r['seen'] else 'no'} | {r['x0']['psnr']:.2f} | {cell(r, 'meta')} | "
+                     f"{cell(r, 'conventional')} | {r['margin_db']:+.2f} | {cell(r, 'conventional_adapted')} | "
+                     f"{cell(r, 'multitask')} | {r['meta']['kappa']:.4f} / {r['conventional']['kappa']:.4f} |")
+    m, c, t = b["meta"], b["conventional"], b["multitask"]
     lines += ["", (f"Budget (each arm, 1 thread): {m['tasks']} tasks x {m['samples_per_task']} samples; "
-              f"meta: D_val {m['D_val_per_task']} + D_tr {m['D_tr_per_task']} per task, lam0 = {m['lam0']:g}, "
-              f"{m['theta_adam_steps']} theta / {m['omega_adam_steps']} omega Adam steps, "
-              f"{m['gradient_evaluations']} gradient evaluations of (18), {m['train_seconds']:.0f} s; "
-              f"conventional: all {c['D_val_per_task']} samples per task in one loss, one kappa, "
-              f"{c['theta_adam_steps']} theta / {c['omega_adam_steps']} kappa Adam steps, {c['train_seconds']:.0f} s. "
-              f"Unseen tasks: omega fitted with theta frozen on {m['unseen_adaptation']['samples']} samples, "
-              f"{m['unseen_adaptation']['omega_adam_steps']} Adam steps.")]
+                   f"meta: D_val {m['D_val_per_task']} + D_tr {m['D_tr_per_task']} per task, lam0 = {m['lam0']:g}, "
+                   f"{m['theta_adam_steps']} theta / {m['omega_adam_steps']} omega Adam steps, "
+                   f"{m['gradient_evaluations']} gradient evaluations of (18), {m['train_seconds']:.0f} s; "
+                   f"conventional: all {c['D_val_per_task']} samples per task in one loss, one kappa, "
+                   f"{c['theta_adam_steps']} theta / {c['omega_adam_steps']} kappa Adam steps, "
+                   f"{c['train_seconds']:.0f} s; multi-task: the same with one omega per task, "
+                   f"{t['theta_adam_steps']} / {t['omega_adam_steps']} steps, {t['train_seconds']:.0f} s. "
+                   f"Unseen tasks: omega (kappa) fitted with theta frozen on {m['unseen_adaptation']['samples']} "
+                   f"samples, {m['unseen_adaptation']['omega_adam_steps']} Adam steps. Seconds are wall time on "
+                   "a shared machine.")]
     return "\n".join(lines) + "\n"
 
 
@@ -199,11 +205,12 @@ def plot(doc: dict, path: Path) -> None:
     rows = doc["tasks"]
     fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
     xs = range(len(rows))
-    w = 0.2
+    w = 0.16
     for k, (key, lab) in enumerate((("x0", "zero-filling"), ("meta", "meta"), ("conventional", "conventional"),
-                                    ("conventional_adapted", "conv., kappa adapted"))):
+                                    ("conventional_adapted", "conv., kappa adapted"),
+                                    ("multitask", "multi-task, lam = 0"))):
         ys = [r[key]["psnr"] if key in r else float("nan") for r in rows]
-        ax[0].bar([x + (k - 1.5) * w for x in xs], ys, w, label=lab)
+        ax[0].bar([x + (k - 2) * w for x in xs], ys, w, label=lab)
     ax[0].set_xticks(list(xs))
     ax[0].set_xticklabels([r["task"] + ("" if r["seen"] else "*") for r in rows], rotation=40, ha="right", fontsize=7)
     lo = min(r["x0"]["psnr"] for r in rows) - 1
