@@ -41,12 +41,16 @@ _DEFAULT_GRIDS = {
 #: cnn-mri at 32 x 32): every iteration reduces eps, every segment has length 1, and the fitted
 #: exponent counts reductions instead of testing the O(eps_tol^-3) regime of Thm 3.5 / Thm 4.6.
 #: Here the certificate ||grad phi_eps|| < gamma eps has to be earned on every level.  ELDA
-#: also takes gamma_u = 1e6 (the paper's gamma_t > 0 is free): then beta_t -> alpha_t in (4.8),
-#: and u's fixed points (alpha grad f + beta grad r_eps = 0) are the stationary points of
-#: phi_eps; with gamma_u = 1 (beta = alpha/2) they are not, and the run cannot certify a small
-#: eps_tol within max_iter (censored points).
+#: with the paper's candidate also takes EXERCISED_ELDA, eta1 = 0.5 and rho = 0.5 (Alg. 1
+#: leaves eta1..3 and rho free): the fixed points of its u (4.8) solve
+#: grad f(x) + beta grad r_eps(x - alpha grad f(x)) = 0, not grad phi_eps(x) = 0, and with
+#: eta1 = 1e-5 test (4.9a) keeps accepting u while it crawls towards such a point (cnn-mri
+#: 32 x 32: censored from eps_tol = 0.01 down, 5000 iterations of u); eta1 = 0.5 rejects u
+#: once ||u - x_t|| < ||grad phi_eps(x_t)|| / 2 and the (4.11) step takes over; rho = 0.5
+#: halves the (4.11) trials (l_max, Lemma 4.5).  The L-BFGS and Nesterov candidates have
+#: stationary fixed points and keep the defaults.
 EXERCISED = {"eps0": 0.1, "sigma": 1.0}
-EXERCISED_ELDA = {"gamma_u": 1e6}
+EXERCISED_ELDA = {"eta1": 0.5, "rho": 0.5}
 #: default weight kappa per problem (TV: 1e-3; the smoothed-ReLU CNN: 1e-2)
 DEFAULT_WEIGHTS = {"tv-mri": 1e-3, "cnn-mri": 1e-2}
 
@@ -143,7 +147,8 @@ class ComplexityConfig:
     def preset(cls, scale: str, **changes: Any) -> ComplexityConfig:
         """``"full"`` (32 x 32, 9 grid values 0.1 ... 1e-3, ``max_iter = 5000``), ``"quick"``
         (16 x 16, 7 values 0.1 ... 1e-3, ``max_iter = 2000``), both with the continuation
-        :data:`EXERCISED` (``sigma = 1``, ``eps0 = 0.1``; ELDA also :data:`EXERCISED_ELDA`), or
+        :data:`EXERCISED` (``sigma = 1``, ``eps0 = 0.1``; ELDA with the paper's candidate also
+        :data:`EXERCISED_ELDA`, ``eta1 = rho = 0.5``), or
         ``"tiny"`` (8 x 8, 6 values 1 ... 1e-2, the papers' ``eps0`` and ``sigma`` with
         ``gamma = 0.5`` so that 2 decades take 7 reductions, ``max_iter = 60``; a few seconds,
         for the test suite).  ``changes`` override any field; a ``solver`` dict is merged
@@ -151,9 +156,13 @@ class ComplexityConfig:
         if scale not in _DEFAULT_GRIDS:
             raise ValueError(f"scale must be one of {sorted(_DEFAULT_GRIDS)}; got {scale!r}")
         base: dict[str, Any] = {"eps_tols": _DEFAULT_GRIDS[scale]}
+        extra = changes.pop("solver", None)
+        if extra is not None and not isinstance(extra, dict):
+            raise TypeError(f"solver must be a dict of solver fields; got {type(extra).__name__}")
         if scale in ("full", "quick"):
             solver = dict(EXERCISED)
-            if changes.get("algorithm", cls.algorithm) == "elda":
+            paper_rule = (extra or {}).get("candidate", "paper") == "paper"
+            if changes.get("algorithm", cls.algorithm) == "elda" and paper_rule:
                 solver.update(EXERCISED_ELDA)
             base["solver"] = solver
         if scale == "quick":
@@ -162,10 +171,7 @@ class ComplexityConfig:
             base.update(
                 size=8, max_iter=60, n_boot=200, cnn_width=4, cnn_depth=1, solver={"gamma": 0.5}
             )
-        extra = changes.pop("solver", None)
         if extra is not None:
-            if not isinstance(extra, dict):
-                raise TypeError(f"solver must be a dict of solver fields; got {type(extra).__name__}")
             base["solver"] = {**base.get("solver", {}), **extra}
         base.update(changes)
         return cls(**base)
