@@ -60,6 +60,7 @@ Usage::
     python benchmarks/race.py                    # MRI, block CS, MRI 64x64: benchmarks/results/race.{json,png,md}
     python benchmarks/race.py --quick            # smoke run
     python benchmarks/race.py --device cuda
+    python benchmarks/race.py --competitors elda-lbfgs torch-lbfgs --repeat 5 --merge   # timings: medians of 5
 """
 
 from __future__ import annotations
@@ -490,33 +491,52 @@ def warm_up(task: Task, cont: Continuation) -> None:
     task.q.reset()
 
 
-def race(task: Task, cont: Continuation, competitors, max_passes: int) -> dict:
+def run_competitor(name: str, task: Task, cont: Continuation, max_passes: int) -> dict:
+    """One run of competitor ``name`` (its rows, reason, final point, ...)."""
+    if name == "torch-lbfgs":
+        return run_torch_lbfgs(task, cont, max_passes)
+    if name == "scipy-lbfgsb":
+        return run_scipy_lbfgsb(task, cont, max_passes)
+    return run_library(name, task, cont, max_passes)
+
+
+def race(task: Task, cont: Continuation, competitors, max_passes: int, repeat: int = 1) -> dict:
     """Run every competitor on ``task`` (after :func:`warm_up`); returns per-competitor
-    summaries and curves."""
+    summaries and curves.  With ``repeat > 1`` the competitors run ``repeat`` rounds,
+    interleaved (round 1: all, round 2: all, ...); the passes must be the same in every round
+    (the runs are deterministic), ``seconds`` / ``cpu_seconds`` are the medians over the
+    rounds (each round's in ``seconds_runs`` / ``cpu_seconds_runs``), the curve the first's."""
     warm_up(task, cont)
+    runs: dict[str, list[dict]] = {name: [] for name in competitors}
+    walls: dict[str, list[float]] = {name: [] for name in competitors}
+    for _ in range(repeat):
+        for name in competitors:
+            t0 = time.perf_counter()
+            runs[name].append(run_competitor(name, task, cont, max_passes))
+            walls[name].append(time.perf_counter() - t0)
     out = {}
     for name in competitors:
-        t0 = time.perf_counter()
-        if name == "torch-lbfgs":
-            r = run_torch_lbfgs(task, cont, max_passes)
-        elif name == "scipy-lbfgsb":
-            r = run_scipy_lbfgsb(task, cont, max_passes)
-        else:
-            r = run_library(name, task, cont, max_passes)
+        r = runs[name][0]
         rows = r["rows"]
         last = rows[-1] if rows else {}
+        finals = [rr["rows"][-1] if rr["rows"] else {} for rr in runs[name]]
+        passes = {(f.get("forward"), f.get("backward")) for f in finals}
+        if len(passes) != 1:
+            raise RuntimeError(f"{name}: the rounds disagree on the passes {sorted(passes)}")
         x = r.pop("x")
         with torch.no_grad():
             err = None
             if x is not None:
                 err = float((x - task.truth).abs().norm() / task.truth.abs().norm())
+        med = {k: None if not rows else float(np.median([f[k] for f in finals])) for k in ("seconds", "cpu_seconds")}
         out[name] = {
             "certified": r["certified"], "reason": r["reason"], "smoothing": r["smoothing"],
             "iterations": len(rows),
             "forward": last.get("forward"), "backward": last.get("backward"),
             "passes": None if not rows else last["forward"] + last["backward"],
-            "seconds": last.get("seconds"), "cpu_seconds": last.get("cpu_seconds"),
-            "wall_seconds_total": time.perf_counter() - t0,
+            "seconds": med["seconds"], "cpu_seconds": med["cpu_seconds"],
+            "seconds_runs": [f.get("seconds") for f in finals], "cpu_seconds_runs": [f.get("cpu_seconds") for f in finals],
+            "wall_seconds_total": float(np.median(walls[name])),
             "phi_final": last.get("phi"), "grad_norm_final": last.get("grad_norm"), "eps_final": last.get("eps"),
             "relative_error": err, "restarts": r.get("restarts"), "config": r.get("config"),
             "check": r.get("check"),
@@ -588,6 +608,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sigma", type=float, default=1.0)
     ap.add_argument("--eps-tol", type=float, default=1e-3)
     ap.add_argument("--max-passes", type=int, default=6000)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds per competitor, interleaved; seconds are the medians (passes must agree)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 16x16 MRI, FeatureCNN(8, 2), loose tolerance")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -606,7 +628,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             task = cs_task(args.width, args.depth, args.weight_cs, dtype, args.device)
         print(f"task {tname}: {task.info}", flush=True)
-        comp = race(task, cont, args.competitors, args.max_passes)
+        comp = race(task, cont, args.competitors, args.max_passes, args.repeat)
         out["tasks"][tname] = {"info": task.info, "competitors": comp, "table": table(comp)}
     out["environment"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     d = output_dir(args.out, args.quick)

@@ -180,15 +180,16 @@ def lbfgs_direction(grad: torch.Tensor, S: torch.Tensor, Y: torch.Tensor, n: tor
     """
     q = _flat(grad).detach().clone()
     B, m, _ = S.shape
+    first = m - int(n.max())  # slots before it are unused by every sample: skipped
     valid = torch.arange(m, device=S.device)[None, :] >= (m - n)[:, None]
     sy = _dot(S, Y)
     rho = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
     a = torch.zeros(B, m, dtype=q.dtype, device=q.device)
-    for j in reversed(range(m)):
+    for j in reversed(range(first, m)):
         a[:, j] = rho[:, j] * _dot(S[:, j], q)
         q = q - a[:, j, None] * Y[:, j]
     r = h[:, None] * q
-    for j in range(m):
+    for j in range(first, m):
         beta = rho[:, j] * _dot(Y[:, j], r)
         r = r + S[:, j] * (a[:, j] - beta)[:, None]
     return _unflat(r, grad)
