@@ -282,7 +282,7 @@ def test_default_candidate_is_the_papers():
 
 @pytest.mark.parametrize("cls", [lo.ELDA, lo.LDA], ids=lambda c: c.name)
 @pytest.mark.parametrize("field,value,exc", [
-    ("candidate", "newton", ValueError), ("candidate", 3, ValueError), ("memory", 0, ValueError),
+    ("candidate", "newton", ValueError), ("candidate", 3, TypeError), ("memory", 0, ValueError),
     ("memory", 2.0, TypeError), ("reset_memory", 1, TypeError), ("candidate_shrink", 1.0, ValueError),
     ("candidate_shrink", 0.0, ValueError), ("candidate_linesearch", 0, ValueError),
 ])

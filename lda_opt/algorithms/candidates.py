@@ -108,8 +108,11 @@ class CandidateRule:
     candidate_linesearch: int = 10
 
     def _check_candidate(self) -> None:
-        """Validate the fields (ValueError naming the field and its valid values)."""
-        if not isinstance(self.candidate, str) or self.candidate not in CANDIDATES:
+        """Validate the fields: ValueError (a value out of range) or TypeError (the wrong
+        kind), naming the field and its valid values."""
+        if not isinstance(self.candidate, str):
+            raise TypeError(f"candidate must be a str, one of {list(CANDIDATES)}; got {self.candidate!r}")
+        if self.candidate not in CANDIDATES:
             raise ValueError(f"candidate must be one of {list(CANDIDATES)}; got {self.candidate!r}")
         integer("memory", self.memory, 1)
         flag("reset_memory", self.reset_memory)

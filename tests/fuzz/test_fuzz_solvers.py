@@ -46,23 +46,40 @@ SOLVERS = [lo.LDA, lo.MetaLDA, lo.ELDA, lo.GD, lo.AGD]
 COMMON = {"eps0": POSITIVE, "gamma": UNIT_OPEN, "sigma": POSITIVE, "eps_tol": POSITIVE,
           "max_iter": COUNT, "max_linesearch": COUNT}
 BACKTRACKING = {"alpha": POSITIVE, "c": POSITIVE, "shrink": UNIT_OPEN}
+#: the candidate-rule fields of LDA and ELDA (lda_opt/algorithms/candidates.py)
+CANDIDATE = {"memory": COUNT, "candidate_shrink": UNIT_OPEN, "candidate_linesearch": COUNT}
 RANGES = {
-    lo.LDA: {**COMMON, **BACKTRACKING, "tau": Range(0.0, optional=True)},
+    lo.LDA: {**COMMON, **BACKTRACKING, "tau": Range(0.0, optional=True), **CANDIDATE},
     lo.GD: {**COMMON, **BACKTRACKING},
     lo.AGD: {**COMMON, **BACKTRACKING, "theta": Range(0.0, 1.0, lo_open=False)},
     lo.MetaLDA: {**COMMON, "alpha": POSITIVE, "tau": POSITIVE, "a": POSITIVE, "rho": UNIT_OPEN},
     lo.ELDA: {**COMMON, **{n: POSITIVE for n in ("alpha", "gamma_u", "alpha_bar", "eta1", "eta2", "eta3")},
-              "rho": UNIT_OPEN},
+              "rho": UNIT_OPEN, **CANDIDATE},
 }
-FLAGS = {lo.LDA: ("linesearch", "warm_start"), lo.GD: ("linesearch", "warm_start"), lo.AGD: ("linesearch",),
-         lo.MetaLDA: (), lo.ELDA: ()}
+FLAGS = {lo.LDA: ("linesearch", "warm_start", "reset_memory"), lo.GD: ("linesearch", "warm_start"),
+         lo.AGD: ("linesearch",), lo.MetaLDA: (), lo.ELDA: ("reset_memory",)}
+#: fields that take one of a few names (``candidate``: "paper", "lbfgs", "nesterov")
+CHOICES = {lo.LDA: ("candidate",), lo.GD: (), lo.AGD: (), lo.MetaLDA: (), lo.ELDA: ("candidate",)}
 
 
 def test_ranges_cover_every_field():
     """The table above lists every hyper-parameter of every solver (a new field gets fuzzed)."""
     for cls in SOLVERS:
         names = {f.name for f in dataclasses.fields(cls)} - {"smoothing"}
-        assert names == set(RANGES[cls]) | set(FLAGS[cls]), cls.name
+        assert names == set(RANGES[cls]) | set(FLAGS[cls]) | set(CHOICES[cls]), cls.name
+
+
+@pytest.mark.parametrize("cls", [c for c in SOLVERS if CHOICES[c]], ids=lambda c: c.name)
+@fuzz(2)
+@given(st.data())
+def test_bad_candidate_is_refused_naming_it(cls, data):
+    """An unknown name is a ValueError, anything but a str a TypeError, both naming the field."""
+    value = data.draw(st.one_of(st.text(max_size=8).filter(lambda t: t not in ("paper", "lbfgs", "nesterov")),
+                                st.integers(), st.none(), st.booleans(), st.floats()))
+    exc = ValueError if isinstance(value, str) else TypeError
+    case("unknown name" if exc is ValueError else "wrong kind")
+    with refused(exc, "candidate"):
+        cls(candidate=value)
 
 
 HYPERPARAMETERS = [(cls, name) for cls in SOLVERS for name in sorted(RANGES[cls])]
