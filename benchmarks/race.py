@@ -634,7 +634,10 @@ def main(argv: list[str] | None = None) -> dict:
     d = output_dir(args.out, args.quick)
     if args.merge and (d / "race.json").exists():
         old = json.loads((d / "race.json").read_text())
+        run = len(old.get("merged_runs", [])) + 1
         for tname, t in out["tasks"].items():
+            for c in t["competitors"].values():
+                c["run"] = run
             if tname in old["tasks"]:
                 old["tasks"][tname]["competitors"].update(t["competitors"])
                 old["tasks"][tname]["table"] = table(old["tasks"][tname]["competitors"])
@@ -660,7 +663,7 @@ def table(comp: dict) -> list[dict]:
              "forward": c["forward"], "backward": c["backward"], "seconds": c["seconds"],
              "iterations": c["iterations"], "phi_final": c["phi_final"],
              "check_ok": None if c.get("check") is None else c["check"]["ok"],
-             "cpu_seconds": c.get("cpu_seconds"),
+             "cpu_seconds": c.get("cpu_seconds"), "run": c.get("run", 0),
              "passes_vs_torch_lbfgs": ratio(c["passes"], ref and ref["passes"]),
              "seconds_vs_torch_lbfgs": ratio(c["seconds"], ref and ref["seconds"]),
              "cpu_seconds_vs_torch_lbfgs": ratio(c.get("cpu_seconds"), ref and ref.get("cpu_seconds"))}
@@ -672,11 +675,17 @@ def markdown(results: dict) -> str:
     """The race table: per task, passes and seconds to the certificate and their ratios to
     torch L-BFGS, the ``lo.check`` verdict of the library's runs."""
     lines = []
+    merged = results.get("merged_runs", [])
+    if merged:
+        lines += ["Runs: 0 = the first run; " + "; ".join(
+            f"{i + 1} = merged run ({', '.join(m['config']['competitors'])}, repeat {m['config'].get('repeat', 1)})"
+            for i, m in enumerate(merged)) + ".  Passes compare across runs; seconds (and their ratios "
+            "to torch-lbfgs, whose row is from the last run) only within a run.", ""]
     for tname, t in results["tasks"].items():
         lines += [f"### {tname} ({', '.join(f'{k} {v}' for k, v in t['info'].items())})", "",
                   ("| competitor | certified | passes | x torch-lbfgs | wall s | x torch-lbfgs | CPU s | x torch-lbfgs "
-                   "| iterations | phi | lo.check |"),
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                   "| iterations | phi | lo.check | run |"),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in t["table"]:
             f = lambda v, fmt: "-" if v is None else format(v, fmt)
             cert = "yes" if r["certified"] else f"no ({r['reason']})"
@@ -684,7 +693,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['competitor']} | {cert} | {f(r['passes'], 'd')} | {f(r.get('passes_vs_torch_lbfgs'), '.2f')} "
                          f"| {f(r['seconds'], '.2f')} | {f(r.get('seconds_vs_torch_lbfgs'), '.2f')} "
                          f"| {f(r.get('cpu_seconds'), '.2f')} | {f(r.get('cpu_seconds_vs_torch_lbfgs'), '.2f')} | {r['iterations']} "
-                         f"| {f(r['phi_final'], '.6g')} | {chk} |")
+                         f"| {f(r['phi_final'], '.6g')} | {chk} | {r.get('run', 0)} |")
         lines.append("")
     return "\n".join(lines)
 
