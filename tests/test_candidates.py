@@ -289,3 +289,32 @@ def test_default_candidate_is_the_papers():
 def test_bad_candidate_settings_are_refused(cls, field, value, exc):
     with pytest.raises(exc, match=field):
         cls(**{field: value})
+
+
+# ---------------------------------------------------------------------------------------
+# the complexity experiment's settings (issue 16 item 4)
+# ---------------------------------------------------------------------------------------
+def test_complexity_presets_exercise_the_regime_and_take_the_candidate():
+    from lda_opt.experiments.complexity import ComplexityConfig
+
+    paper = ComplexityConfig.preset("full", algorithm="elda", problem="cnn-mri")
+    assert paper.solver == {"eps0": 0.1, "sigma": 1.0, "eta1": 0.5, "rho": 0.5}
+    assert max(paper.eps_tols) == pytest.approx(0.1) and min(paper.eps_tols) == pytest.approx(1e-3)
+    s = paper.make_solver(min(paper.eps_tols))
+    assert s.sigma * s.eps0 == pytest.approx(max(paper.eps_tols))  # the grid starts at the first level
+    lb = ComplexityConfig.preset("quick", algorithm="elda", solver={"candidate": "lbfgs"})
+    assert lb.solver == {"eps0": 0.1, "sigma": 1.0, "candidate": "lbfgs"}  # the L-BFGS rule keeps eta1
+    assert lb.make_solver(0.01).candidate == "lbfgs"
+    lda = ComplexityConfig.preset("full", algorithm="lda")
+    assert lda.solver == {"eps0": 0.1, "sigma": 1.0}
+
+
+@pytest.mark.parametrize("argv,named", [(["--candidate", "bfgs"], "--candidate"),
+                                         (["--algorithm", "meta-lda", "--candidate", "lbfgs"], "--candidate")])
+def test_complexity_cli_refuses_a_bad_candidate(tmp_path, capsys, argv, named):
+    from lda_opt.cli import main
+
+    assert main(["complexity", "--tiny", "--quiet", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0]
+    assert not (tmp_path / "o").exists()
