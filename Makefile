@@ -42,8 +42,10 @@ test: install
 # above the native one is skipped (torch would silently run the native kernels).
 ISA_LEVELS ?= default avx2
 # left out of these runs (CI time): the bad-input, kill/resume and hostile-file tests, which
-# assert error paths and file contents, not floating-point results
-ISA_SKIP ?= --ignore=tests/fuzz --ignore=tests/test_faults.py --ignore=tests/nets/test_checkpoint_hostile.py
+# assert error paths and file contents, not floating-point results; the notebooks (they
+# assert what they show, and run once in make test)
+ISA_SKIP ?= --ignore=tests/fuzz --ignore=tests/test_faults.py --ignore=tests/nets/test_checkpoint_hostile.py \
+	--ignore=tests/test_notebooks.py
 isa_env_default := ATEN_CPU_CAPABILITY=default DNNL_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 isa_env_avx2 := ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 isa_env_avx512 := ATEN_CPU_CAPABILITY=avx512 DNNL_MAX_CPU_ISA=AVX512_CORE MKL_ENABLE_INSTRUCTIONS=AVX512
