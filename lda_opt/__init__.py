@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from . import features, metrics, operators, smoothing
 from .algorithms import AGD, ALGORITHMS, ELDA, GD, LDA, MetaLDA, Result, Solver
 from .checks import Report, Violation, check
-from .problem import LeastSquares, Problem
+from .problem import LeastSquares, Problem, SmoothedObjective
 from .smoothing import Huber, Sqrt
 from .trace import Trace
 
@@ -49,6 +49,7 @@ __all__ = [
     "Problem",
     "Report",
     "Result",
+    "SmoothedObjective",
     "Solver",
     "Sqrt",
     "Trace",

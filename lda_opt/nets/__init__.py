@@ -4,7 +4,9 @@
 * :class:`ComplexConv2d` -- complex convolution (meta-LDA Sec. 5.2);
 * :class:`FeatureCNN` -- the LDA feature CNN g (LDA Sec. 4.1), real or complex;
 * :class:`Adapter`, :class:`Composed` -- U-LDA adapters h and q = h o g (U-LDA Sec. 5.1);
-* :func:`save_checkpoint` / :func:`load_checkpoint` -- safetensors + JSON, never pickle.
+* :func:`save_checkpoint` / :func:`load_checkpoint` -- safetensors + JSON, never pickle;
+* :func:`checkpoint_reference` / :func:`check_reference` / :func:`load_composed` -- a U-LDA
+  adapter checkpoint and the frozen g it was trained on (path + sha256; another g is refused).
 """
 
 from lda_opt.nets.activation import SmoothReLU
@@ -13,8 +15,12 @@ from lda_opt.nets.checkpoint import (
     Checkpoint,
     architecture_of,
     build_architecture,
+    check_reference,
+    checkpoint_reference,
     config_path,
+    file_sha256,
     load_checkpoint,
+    load_composed,
     register_architecture,
     save_checkpoint,
 )
@@ -33,9 +39,13 @@ __all__ = [
     "SmoothReLU",
     "architecture_of",
     "build_architecture",
+    "check_reference",
+    "checkpoint_reference",
     "config_path",
     "count_parameters",
+    "file_sha256",
     "load_checkpoint",
+    "load_composed",
     "register_architecture",
     "save_checkpoint",
     "xavier_init_",

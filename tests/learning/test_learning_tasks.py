@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,11 @@ def test_every_config_in_configs_loads_and_is_named_after_its_file():
 
     root = Path(__file__).resolve().parents[2] / "configs"
     paths = sorted(root.glob("*.json"))
-    assert len(paths) == 11  # the recipes: shipped and benchmark configs
+    recipes = (root / "README.md").read_text()
+    listed = set(re.findall(r"^\| `([^`]+\.json)` \|", recipes, flags=re.MULTILINE))
+    assert listed == {p.name for p in paths}  # every recipe has its README line, and only they
+    for p in paths:  # the README names each recipe's training system
+        assert f"| `{p.name}` | {load_config(p).train.mode} |" in recipes, p
     experiments = sorted((root / "experiments").glob("*.json"))
     assert len(experiments) == 8  # the A/B records, one README line each
     readme = (root / "experiments" / "README.md").read_text()
