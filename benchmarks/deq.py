@@ -14,10 +14,10 @@ Measured, and said which in the JSON:
 * ``saved_mb``: the bytes of the tensors autograd saves for backward, counted by
   ``torch.autograd.graph.saved_tensors_hooks`` (``graph_mb``: those saved by the forward,
   i.e. alive at the start of the backward; ``saved_mb``: forward and backward together);
-* ``peak_rss_mb``: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of a fresh subprocess
-  running one step (``rss_delta_mb``: minus the same subprocess's peak before the step, after
-  building the network and the data: the step's own peak; tracemalloc does not see torch's
-  allocator);
+* ``peak_rss_mb``: the peak RSS of a fresh subprocess running one step (``VmHWM``, reset
+  after building the network and the data; ``rss_delta_mb``: minus the RSS just before the
+  step, i.e. the step's own peak; ``ru_maxrss_mb`` beside it; tracemalloc does not see
+  torch's allocator);
 * on CUDA (``--device cuda``): ``cuda_peak_mb`` = ``torch.cuda.max_memory_allocated``;
 * ``seconds``: median wall time of ``--repeats`` steps.
 
@@ -113,21 +113,34 @@ def measure(n: int, mode: str, size: int, device: str, repeats: int) -> dict:
     return out
 
 
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def child(n: int, mode: str, size: int, device: str) -> None:
-    """One step in this (fresh) process; prints its peak RSS before and after the step."""
+    """One step in this (fresh) process; prints its RSS before the step and its peak RSS.
+
+    ``ru_maxrss`` of a child can start at the parent's size (the high-water mark survives the
+    fork), so the peak of the step itself is read from ``VmHWM`` after resetting it
+    (``/proc/self/clear_refs``, Linux); ``ru_maxrss`` is printed beside it."""
     torch.set_num_threads(1)
     net, m = _setup(n, mode, size, device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark VmHWM to the current RSS
+    before = _status_mb("VmRSS")
     _step(net, m)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_before_mb": before / 1024, "peak_rss_mb": after / 1024}))
+    print(json.dumps({"rss_before_mb": before, "peak_rss_mb": _status_mb("VmHWM"),
+                      "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def _rss(n: int, mode: str, size: int) -> dict:
     cmd = [sys.executable, __file__, "--child", str(n), mode, "--size", str(size)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
     r = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"peak_rss_mb": r["peak_rss_mb"], "rss_delta_mb": r["peak_rss_mb"] - r["rss_before_mb"]}
+    return {"peak_rss_mb": r["peak_rss_mb"], "rss_delta_mb": r["peak_rss_mb"] - r["rss_before_mb"],
+            "ru_maxrss_mb": r["ru_maxrss_mb"]}
 
 
 def _plot(results: dict, path: Path, iters) -> None:
@@ -169,11 +182,13 @@ def main(argv=None) -> int:
     out = output_dir(args.out, args.quick)
     iters = QUICK_ITERS if args.quick else ITERS
     results: dict = {mode: {} for mode in MODES}
+    rss = {}
+    if torch.device(args.device).type == "cpu":  # the subprocesses first, while this process is small
+        rss = {(mode, n): _rss(n, mode, size) for mode in MODES for n in iters}
     for mode in MODES:
         for n in iters:
             r = measure(n, mode, size, args.device, args.repeats)
-            if torch.device(args.device).type == "cpu":
-                r.update(_rss(n, mode, size))
+            r.update(rss.get((mode, n), {}))
             results[mode][str(n)] = r
             log(f"{mode} n={n}: graph {r['graph_mb']:.2f} MB, saved {r['saved_mb']:.2f} MB, "
                 f"RSS delta {r.get('rss_delta_mb', float('nan')):.1f} MB, {r['seconds']:.3f} s")
@@ -190,8 +205,12 @@ def main(argv=None) -> int:
         "memory_measures": {
             "graph_mb": "MiB of tensors saved for backward by the forward (torch.autograd.graph.saved_tensors_hooks)",
             "saved_mb": "MiB of tensors saved for backward, forward and backward together (saved_tensors_hooks)",
-            "peak_rss_mb": "resource.getrusage(RUSAGE_SELF).ru_maxrss of a fresh subprocess after one step (MiB)",
-            "rss_delta_mb": "that peak minus the subprocess's peak before the step (after building the net and data)",
+            "peak_rss_mb": "peak RSS (VmHWM, reset by /proc/self/clear_refs after setup) of a fresh subprocess "
+                           "running one step (MiB)",
+            "rss_delta_mb": "that peak minus the subprocess's RSS (VmRSS) just before the step, after building the "
+                            "net and data: the step's own peak",
+            "ru_maxrss_mb": "resource.getrusage(RUSAGE_SELF).ru_maxrss of that subprocess (MiB; its high-water mark "
+                            "may start at the parent's size)",
             "cuda_peak_mb": "torch.cuda.max_memory_allocated over the timed steps (MiB; CUDA only)"},
         "budget": f"per setting: 1 measured step + {args.repeats} timed steps in this process, 1 step in a fresh "
                   "subprocess; torch threads = 1",
