@@ -441,6 +441,28 @@ def _progress_bar(config: TrainConfig, quiet: bool, start: int, end: int, steps_
     return tqdm(total=(end - start) * steps_per_epoch, desc=config.name, leave=True)
 
 
+def _epoch_batches(opt: torch.optim.Optimizer, tr: Measurement, config: TrainConfig, plan: list, e: int,
+                   steps_per_epoch: int):
+    """The sample indices of every step of epoch ``e`` (a permutation of ``tr`` seeded by
+    ``(seed, e)``), the step's learning rate set in ``opt`` before each is yielded."""
+    tc = config.train
+    stage, _, j = plan[e]
+    stage_steps = tc.stages()[stage][1] * steps_per_epoch
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + e)
+    perm = torch.randperm(tr.y.shape[0], generator=gen)
+    for s in range(steps_per_epoch):
+        lr = tc.lr_at(j * steps_per_epoch + s, stage_steps, stage)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        yield perm[s * tc.batch_size:(s + 1) * tc.batch_size]
+
+
+def _batch_loss(model, net: LDANet, b: Measurement, tc) -> torch.Tensor:
+    """The reconstruction loss of ``model`` (``net``, or ``net`` in DDP) on the batch ``b``."""
+    x, _ = model(net.problem(b.fidelity()), b.x0)
+    return reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
+
+
 def _train_epoch(net: LDANet, opt: torch.optim.Optimizer, tr: Measurement, config: TrainConfig, plan: list, e: int,
                  steps_per_epoch: int, bar, log: list[dict], *, model=None, rank: int = 0,
                  world: int = 1) -> tuple[float, int]:
@@ -454,20 +476,10 @@ def _train_epoch(net: LDANet, opt: torch.optim.Optimizer, tr: Measurement, confi
     when any rank's loss is non-finite)."""
     if world > 1:
         return _train_epoch_ddp(net, opt, tr, config, plan, e, steps_per_epoch, bar, log, model, rank, world)
-    tc = config.train
-    stage, K, j = plan[e]
-    stage_steps = tc.stages()[stage][1] * steps_per_epoch
-    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + e)
-    perm = torch.randperm(tr.y.shape[0], generator=gen)
+    K = plan[e][1]
     total, skipped = 0.0, 0
-    for s in range(steps_per_epoch):
-        idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
-        lr = tc.lr_at(j * steps_per_epoch + s, stage_steps, stage)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        b = tr.select(idx)
-        x, _ = net(net.problem(b.fidelity()), b.x0)
-        loss = reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
+    for idx in _epoch_batches(opt, tr, config, plan, e, steps_per_epoch):
+        loss = _batch_loss(net, net, tr.select(idx), config.train)
         opt.zero_grad(set_to_none=True)
         if torch.isfinite(loss):
             loss.backward()
@@ -486,21 +498,11 @@ def _train_epoch_ddp(net: LDANet, opt: torch.optim.Optimizer, tr: Measurement, c
                      e: int, steps_per_epoch: int, bar, log: list[dict], model, rank: int,
                      world: int) -> tuple[float, int]:
     """:func:`_train_epoch` on rank ``rank`` of ``world`` (see there)."""
-    tc = config.train
-    stage, K, j = plan[e]
-    stage_steps = tc.stages()[stage][1] * steps_per_epoch
-    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + e)
-    perm = torch.randperm(tr.y.shape[0], generator=gen)  # the same on every rank
+    K = plan[e][1]
     total, skipped = 0.0, 0
-    for s in range(steps_per_epoch):
-        idx = perm[s * tc.batch_size:(s + 1) * tc.batch_size]
+    for idx in _epoch_batches(opt, tr, config, plan, e, steps_per_epoch):  # the same on every rank
         mine = idx[rank::world]
-        lr = tc.lr_at(j * steps_per_epoch + s, stage_steps, stage)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        b = tr.select(mine)
-        x, _ = model(net.problem(b.fidelity()), b.x0)
-        loss = reconstruction_loss(x, b.truth, tc.ssim_weight, _data_range(b))
+        loss = _batch_loss(model, net, tr.select(mine), config.train)
         opt.zero_grad(set_to_none=True)
         value = float(loss.detach())
         finite = math.isfinite(value)
