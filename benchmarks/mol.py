@@ -249,7 +249,7 @@ def markdown(res: dict) -> str:
         lip = f"{r['lipschitz_estimate']:.3f} / {r['lipschitz_certified']:.3g}" if "lipschitz_estimate" in r else "-"
         b = r.get("budget")
         budget = (f"{b['epochs']} epochs, {b['steps']} steps, {b['train_samples']} images, {b['seconds'] / 60:.1f} "
-                  f"CPU min") if b else ("shipped LDA-Net (see mri.md)" if "phases" in r else "-")
+                  f"min wall, 1 thread") if b else ("shipped LDA-Net (see mri.md)" if "phases" in r else "-")
         rows.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['relerr']:.4f} | {its} | {lip} | {budget} |")
     lines = ["MRI radial 20 %, 64 x 64, 8 held-out phantoms + Shepp-Logan (`benchmarks/mol.py`).", "", *rows, "",
              "PSNR (dB) under k-space noise of level sigma added to the test data:", ""]
