@@ -235,3 +235,27 @@ def test_shipped_lda_net_default_tolerance_is_one_level_below_eps_k(tmp_path):
     assert r["reason"] == "converged" and r["eps_final"] == pytest.approx(sp["gamma"] * sp["eps0"], rel=1e-6)
     eps = lo.Trace.from_csv(out / "trace.csv").as_dict()["eps"]
     assert torch.all(eps == eps[0])  # one smoothing level: every iteration ran at eps_K
+
+
+def test_default_solver_is_elda_with_the_lbfgs_candidate_and_checks_clean(tmp_path):
+    """Issue 16 item 6: the race winner (ELDA + L-BFGS candidate) is the default; the paper's
+    rule stays one flag away and gives a different run."""
+    args = ("--problem", "tv-denoise", "--image", "camera", "--size", "32")
+    rc, out = _solve(tmp_path, *args)
+    assert rc == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["algorithm"] == "elda" and result["solver"]["params"]["candidate"] == "lbfgs"
+    assert result["converged"]
+    assert main(["check", str(out), "--quiet"]) == 0
+    rc, out_paper = _solve(tmp_path, *args, "--candidate", "paper", name="paper")
+    assert rc == 0
+    paper = json.loads((out_paper / "result.json").read_text())
+    assert paper["solver"]["params"]["candidate"] == "paper"
+    assert paper["passes"] != result["passes"]
+
+
+def test_candidate_of_a_solver_without_candidate_rules_is_refused_before_any_work(tmp_path, capsys):
+    rc, out = _solve(tmp_path, "--algorithm", "gd", "--candidate", "lbfgs", name="x")
+    assert rc == 2
+    assert "--candidate lbfgs applies to --algorithm elda or lda only" in capsys.readouterr().err
+    assert not out.exists()

@@ -85,10 +85,16 @@ import torch
 from .._atomic import check_replaceable, fault_point, staged_dir
 from .._validate import out_dir
 from ..algorithms import ALGORITHMS
+from ..algorithms.candidates import CANDIDATES
 from ..instances import KINDS, MASKS, REGULARIZERS, make_instance
 from ..tasks import task_at_shape
 
 #: ``--eps-tol`` when not given (capped at ``sigma * eps0``, see the module docstring)
+#: the solvers with a candidate rule (``candidate=``) and the rule ``--candidate`` defaults to:
+#: ELDA + L-BFGS certifies with fewer passes than torch L-BFGS on every race task
+#: (benchmarks/results/race.md), every accepted step satisfying (4.9a)-(4.9b) or (4.11)
+CANDIDATE_ALGORITHMS = ("elda", "lda")
+DEFAULT_CANDIDATE = "lbfgs"
 DEFAULT_EPS_TOL = 1.0
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: the files of ``--out DIR``, written together: DIR appears complete or not at all
@@ -105,7 +111,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratio", type=float, default=None, help="sampling ratio for cs/mri (default .25/.2)")
     p.add_argument("--mask", choices=MASKS, default="radial", help="MRI sampling mask")
     p.add_argument("--noise", type=float, default=None, help="noise standard deviation (default: tv-denoise 0.1, else 0)")
-    p.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="lda")
+    p.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="elda",
+                   help="the solver (default elda: with --candidate lbfgs the race winner, "
+                        "benchmarks/results/race.md; U-LDA Thm 4.6 checked on the run)")
+    p.add_argument("--candidate", choices=CANDIDATES, default=None,
+                   help="candidate rule of elda / lda (theory/candidates.md): paper (the papers' step), "
+                        "lbfgs or nesterov; default lbfgs for elda and lda, none for the others")
     p.add_argument("--regularizer", choices=REGULARIZERS, default=None,
                    help="hand-crafted regularizer: tv (isotropic TV) or l1 (default tv)")
     p.add_argument("--checkpoint", default=None,
@@ -188,6 +199,10 @@ def _load_checkpoint(args, device):
                              "it needs --problem cs or mri")
         net = load_lda_net(path, device=device)
         task = task_from_metadata(net.checkpoint_metadata)
+        if isinstance(net.checkpoint_metadata.get("meta"), dict):  # meta-LDA: one kappa per task
+            task, kappa = _meta_task(args, net.checkpoint_metadata["meta"], path)
+            if args.weight is None:
+                net.weight = kappa
         if args.ratio is not None and abs(args.ratio - task.ratio) > 1e-6:
             raise ValueError(f"ratio {args.ratio} differs from the checkpoint's {task.ratio}")
         features, meta = net.features, net.checkpoint_metadata
@@ -206,6 +221,28 @@ def _load_checkpoint(args, device):
     for prm in features.parameters():
         prm.requires_grad_(False)
     return net, features, task, str(path), meta
+
+
+def _meta_task(args, info: dict, path) -> tuple:
+    """The trained task of a meta checkpoint (meta-LDA Algorithm 2) that ``--mask`` and
+    ``--ratio`` name, and its learned ``kappa = sigmoid(omega_i)`` (eq. 12); a request that
+    names no trained task, or several, is refused (an unseen task needs its omega adapted:
+    :func:`lda_opt.learning.meta.adapt_omega`)."""
+    from ..tasks import task_from_metadata
+
+    tasks, kappa = info.get("tasks"), info.get("kappa")
+    if not (isinstance(tasks, list) and isinstance(kappa, list) and len(kappa) == len(tasks) and tasks):
+        raise ValueError(f"checkpoint {path}: its meta metadata holds no per-task kappa (trained with a fixed "
+                         "omega?); give --weight")
+    names = [f"{t.get('mask')} {t.get('ratio')}" for t in tasks]
+    hits = [i for i, t in enumerate(tasks) if t.get("mask") == args.mask
+            and (args.ratio is None or abs(float(t.get("ratio", -1)) - args.ratio) <= 1e-6)]
+    if len(hits) != 1:
+        raise ValueError(f"checkpoint {path} is meta-trained on the tasks {names}: --mask {args.mask}"
+                         f"{'' if args.ratio is None else f' --ratio {args.ratio}'} names "
+                         f"{'none' if not hits else 'several'} of them (give --mask and --ratio of one; "
+                         "an unseen task needs lda_opt.learning.meta.adapt_omega)")
+    return task_from_metadata(tasks[hits[0]]), float(kappa[hits[0]])
 
 
 def _constants(problem, x0) -> dict:
@@ -367,6 +404,12 @@ def _validate_args(args: argparse.Namespace):
     check_replaceable(out, OUTPUT_FILES)
     overrides = {k: v for k, v in (("eps0", args.eps0), ("eps_tol", args.eps_tol),
                                    ("sigma", args.sigma), ("max_iter", args.max_iter)) if v is not None}
+    candidate = getattr(args, "candidate", None)
+    if args.algorithm in CANDIDATE_ALGORITHMS:
+        overrides["candidate"] = candidate or DEFAULT_CANDIDATE
+    elif candidate not in (None, "paper"):
+        raise ValueError(f"--candidate {candidate} applies to --algorithm {' or '.join(CANDIDATE_ALGORITHMS)} only; "
+                         f"--algorithm {args.algorithm} has no candidate rule")
     ALGORITHMS[args.algorithm](**overrides)  # validates the user's values before any work
     return device, dtype, out, overrides
 

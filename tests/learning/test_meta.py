@@ -332,3 +332,22 @@ def test_shipped_meta_configs_load_and_their_plan_fits_the_schedule(path):
     assert sum(e for _, e in cfg.train.stages()) == outer_iterations(cfg.meta)
     n_val = cfg.meta.n_val(cfg.data.train)
     assert 0 < n_val < cfg.data.train
+
+
+def test_lda_opt_solve_uses_the_kappa_of_the_named_task_and_refuses_an_untrained_one(tmp_path, capsys):
+    from lda_opt.cli import main
+
+    cfg = TrainConfig.from_dict(_multi())
+    train(cfg, tmp_path / "run", quiet=True)
+    path = tmp_path / "run" / "model.safetensors"
+    _, info = load_meta_net(path)
+    common = ["solve", "--quiet", "--problem", "mri", "--image", "shepp-logan", "--checkpoint", str(path),
+              "--size", "12", "--max-iter", "3"]
+    for i, (mask, ratio) in enumerate((("radial", "0.3"), ("cartesian", "0.5"))):
+        out = tmp_path / f"solve_{mask}"
+        assert main([*common, "--mask", mask, "--ratio", ratio, "--out", str(out)]) == 0
+        result = json.loads((out / "result.json").read_text())
+        assert result["problem"]["weight"] == info["kappa"][i]  # sigmoid(omega_i) of that task, eq. (12)
+    assert main([*common, "--mask", "radial", "--ratio", "0.15", "--out", str(tmp_path / "unseen")]) == 2
+    assert "names none of them" in capsys.readouterr().err
+    assert not (tmp_path / "unseen").exists()
