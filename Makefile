@@ -90,7 +90,7 @@ notebooks: install
 # their training configs (NAME.config.json), seeded and on 1 CPU thread: bit-identical weights
 # on the same machine. Training directories go to build/runs/NAME (log.json, curves.png). The
 # exported network is best.* when the config has train.select = "best_val", else model.*.
-SHIPPED_CHECKPOINTS := block_cs_25 mri_radial_20
+SHIPPED_CHECKPOINTS := block_cs_25 mri_radial_20 mol_mri_radial_20
 .PHONY: checkpoints
 checkpoints: install
 	@mkdir -p lda_opt/checkpoints

@@ -34,10 +34,8 @@ import json
 import tempfile
 from pathlib import Path
 
-import matplotlib
 import torch
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from lda_opt import bounds

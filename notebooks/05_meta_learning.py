@@ -36,9 +36,7 @@
 import tempfile
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
@@ -106,6 +104,7 @@ for i, name in enumerate(log["tasks"]):
 ax[1].set_ylabel("kappa = sigmoid(omega_i)")
 ax[1].legend()
 fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## An unseen task

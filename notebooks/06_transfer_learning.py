@@ -32,10 +32,8 @@ import json
 import tempfile
 from pathlib import Path
 
-import matplotlib
 import torch
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from lda_opt.learning import TrainConfig, train

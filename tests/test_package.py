@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,14 @@ def test_public_names_resolve_through_the_top_level():
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         lo.nope  # noqa: B018
+
+
+@pytest.mark.parametrize(("setup", "expected"), [("", "agg"), ("matplotlib.use('svg'); import matplotlib.pyplot", "svg")])
+def test_figure_writers_keep_a_backend_the_session_chose(setup, expected):
+    """The library's PNG writers use Agg in a fresh process but never switch away a backend a
+    session (a notebook's inline one) already runs, else its later plt.show() shows nothing."""
+    code = (f"import matplotlib; {setup}\nfrom lda_opt._plotting import pyplot\nplt = pyplot()\n"
+            "print(matplotlib.get_backend().lower())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "MPLBACKEND": ""})
+    assert out.stdout.strip() == expected

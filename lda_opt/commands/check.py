@@ -241,10 +241,9 @@ def _check_iterations(result: dict, per: dict | None, trace: Trace, rpath: Path,
 
 def _plot(report: Report, loaded: dict, path: Path) -> None:
     """``phi_{eps_k}(x_k) + gap(eps_k)`` per iteration and sample, violations marked."""
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from .. import bounds
 

@@ -570,10 +570,9 @@ def _check_finite_json(obj, where="result") -> None:
 
 
 def _plot_recon(path, truth, init, recon, psnr_0, psnr_x, args) -> None:
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     imgs = [truth, init, recon, (recon - truth).abs()]
     titles = ["ground truth", f"initial guess ({psnr_0:.2f} dB)",
@@ -594,10 +593,9 @@ def _plot_recon(path, truth, init, recon, psnr_0, psnr_x, args) -> None:
 
 
 def _plot_convergence(path, trace, name: str) -> None:
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     d = trace.as_dict()
     K, B = d["phi"].shape

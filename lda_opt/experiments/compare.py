@@ -88,10 +88,9 @@ def compare_runs(dirs: list[str | Path], out_png: str | Path, extra: list | None
     start = "zero-filling" if prob0["kind"] == "mri" else "x0"
     cols = [("ground truth", truth), (f"{start}\n{runs[0][1]['psnr_x0']:.2f} dB", x0), *zip(titles, images)]
 
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(cols)
     fig, ax = plt.subplots(2, n, figsize=(2.6 * n, 5.6))

@@ -142,10 +142,9 @@ def _x_k(learned: Path, size: int):
 
 
 def _tv_plot(path: Path, search: dict) -> None:
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ev = sorted(search["evaluations"], key=lambda e: e["kappa"])
     fig, ax = plt.subplots(figsize=(5.2, 3.4))

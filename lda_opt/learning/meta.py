@@ -473,10 +473,9 @@ def _epoch_batches(seed: int, e: int, data: TaskData, J: int) -> list[tuple[torc
 # the training run (train.mode = "meta")
 # ---------------------------------------------------------------------------------------
 def _meta_plot(out: Path, log: list[dict], title: str) -> None:
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from .._atomic import atomic_write
 

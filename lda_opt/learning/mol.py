@@ -387,10 +387,9 @@ def _mean(recs: list[dict], key: str) -> float:
 
 
 def _plot_mol(out: Path, log: list[dict], title: str) -> None:
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from .._atomic import atomic_write
     from .train import CURVES_FILE
@@ -638,10 +637,9 @@ def solve_mol_checkpoint(args) -> int:
 
 
 def _plot_history(path: Path, hist: torch.Tensor, kappa: float) -> None:
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     n = torch.arange(1, hist.shape[0] + 1).numpy()

@@ -221,10 +221,9 @@ def _restore(net: LDANet, tensors: dict, info: dict, make_opt) -> torch.optim.Op
 # plots
 # ---------------------------------------------------------------------------------------
 def _plot(out: Path, log: list[dict], title: str) -> None:
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ep = [r["epoch"] for r in log]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))

@@ -28,11 +28,9 @@ def plot_complexity(
     unfinished last segment, a lower bound) with the segment bound.  ``axes``: two matplotlib
     axes to draw into (else a new figure, saved to ``path``).  Returns the axes.
     """
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    if axes is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig = None
     if axes is None:

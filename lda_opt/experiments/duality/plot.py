@@ -15,10 +15,9 @@ _COLORS = {"kaiming_uniform": "C0", "normal_0.001": "C1", "normal_0.005": "C2",
 
 def _plot_all(out: Path, runs, config: DualityConfig, result: dict, tor, train, test, nets):
     """Write the four PNGs: Figs. 9/13, 10, 11 and 12."""
-    import matplotlib
+    from lda_opt._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     _plot_objective_vs_epoch(plt, out, runs, config, result)
     _plot_objective_by_init(plt, out, runs, config, result)
