@@ -3,8 +3,9 @@
 Command: ``python -m lda_opt.experiments.demo --out demo_out`` (:func:`main`).  Into ``OUT``:
 
 1. ``learned/``: the shipped LDA-Net regularizer for radial 20 % MRI (64 x 64 Shepp-Logan, a
-   phantom it was not trained on) solved **to a tolerance**: its K trained phases, then LDA
-   Algorithm 1 warm-started at ``eps_K`` until ``sigma eps_k < eps_tol`` (``lda-opt solve
+   phantom it was not trained on) solved **to a tolerance**: its K trained phases, then
+   ``lda-opt solve``'s default solver (modified ELDA with the L-BFGS candidate, the race
+   winner) warm-started at ``eps_K`` until ``sigma eps_k < eps_tol`` (``lda-opt solve
    --checkpoint shipped --eps-tol 0.5``; the stopping rule certifies ``||grad phi_eps|| <
    eps_tol``), with ``convergence.png``; ``learned-check/``: ``lda-opt check`` on that run
    (every theorem inequality on the trace; ``check.json``, ``check.png``);
@@ -223,6 +224,12 @@ def _tv_step(out: Path, size: int, psnr_x0: float, quick: bool, quiet: bool) -> 
     return search
 
 
+def _solver_label(solver: dict) -> str:
+    """``"ELDA + lbfgs candidate"`` / ``"LDA"``: the solver of a ``result.json``."""
+    name, cand = solver["name"].upper(), solver["params"].get("candidate", "paper")
+    return name if cand == "paper" else f"{name} + {cand} candidate"
+
+
 def _lines(out: Path, summary: dict, seconds: float) -> list[str]:
     """The 5-line terminal summary (also the index's)."""
     le, ch, cx, tv = summary["learned"], summary["check"], summary["complexity"], summary["tv"]
@@ -232,7 +239,8 @@ def _lines(out: Path, summary: dict, seconds: float) -> list[str]:
     else:
         stop = f"stopped by {le['reason']} before eps_tol {le['eps_tol']:g} (||grad phi_eps|| {le['grad_norm_final']:.3g})"
     return [
-        (f"learned q (shipped MRI LDA-Net, {le['phases']} phases + {le['iterations']} LDA iterations): {stop}, "
+        (f"learned q (shipped MRI LDA-Net, {le['phases']} phases + {le['iterations']} {le['solver']} iterations): "
+         f"{stop}, "
          f"PSNR {le['psnr_x0']:.2f} -> {le['psnr']:.2f} dB (x_K after the phases: {le['psnr_K']:.2f} dB)"),
         (f"lda-opt check: {'OK' if ch['ok'] else 'FAILED'}, {ch['violations']} violation(s) in "
          f"{ch['checked']} inequalities"),
@@ -281,6 +289,7 @@ def run_demo(out: str | Path, *, quick: bool = False, quiet: bool = False) -> di
         (f"TV exact (PDHG), best kappa {search['kappa']:.2g}", mag(search["x"]), search["psnr"])])
     summary = {
         "learned": {"iterations": learned["iterations"], "reason": learned["reason"],
+                    "solver": _solver_label(learned["solver"]),
                     "eps_tol": learned["solver"]["params"]["eps_tol"], "grad_norm_final": learned["grad_norm_final"],
                     "psnr": learned["psnr"], "psnr_K": psnr_k, "psnr_x0": learned["psnr_x0"],
                     "phases": learned["problem"]["phases"]["K"], "seconds": learned["seconds"]},
