@@ -765,6 +765,8 @@ def test_end_to_end_solve_then_check(tmp_path, capsys):
         "8",
         "--algorithm",
         "elda",
+        "--candidate",
+        "paper",
         "--max-iter",
         "10",
         "--quiet",
