@@ -510,25 +510,11 @@ def _meta_info(model: MetaModel, mc: MetaConfig, config: TrainConfig) -> dict:
                                                for t in mc.tasks], "omega": omega, "kappa": kappa}
 
 
-class _Weighted:
-    """``net`` with the weight of one task: what :func:`~lda_opt.learning.train.evaluate` calls
-    (``problem``, ``reconstruct``) with ``kappa`` in place of the net's fixed one."""
-
-    def __init__(self, net: LDANet, weight: float | None) -> None:
-        self.net, self.weight = net, weight
-
-    def problem(self, fidelity):
-        return self.net.problem(fidelity, self.weight)
-
-    def reconstruct(self, problem, x0):
-        return self.net.reconstruct(problem, x0)
-
-
 def evaluate_task(net: LDANet, m: Measurement, kappa: float | None, batch_size: int = 64,
                   ssim_weight: float = 0.0) -> dict[str, float]:
     """:func:`~lda_opt.learning.train.evaluate` (mean loss, PSNR, SSIM of the ``K``-phase
     reconstructions of ``m``) with the weight ``kappa`` of one task (None: the net's fixed one)."""
-    return evaluate(_Weighted(net, kappa), m, batch_size=batch_size, ssim_weight=ssim_weight)
+    return evaluate(net, m, batch_size=batch_size, ssim_weight=ssim_weight, weight=kappa)
 
 
 def _evaluate_tasks(model: MetaModel, data: TaskData, tc) -> list[dict]:

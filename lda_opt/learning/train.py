@@ -127,15 +127,19 @@ def _data_range(m: Measurement) -> float | None:
 
 
 @torch.no_grad()
-def evaluate(net: LDANet, m: Measurement, batch_size: int = 64, ssim_weight: float = 0.0) -> dict[str, float]:
+def evaluate(net: LDANet, m: Measurement, batch_size: int = 64, ssim_weight: float = 0.0,
+             weight: float | None = None) -> dict[str, float]:
     """Mean loss, PSNR and SSIM of the ``K``-phase reconstructions of ``m`` (per sample;
-    data range 1 for real images, ``max|truth|`` for complex ones; SSIM on magnitudes)."""
+    data range 1 for real images, ``max|truth|`` for complex ones; SSIM on magnitudes).
+    ``weight``: the kappa to solve with (default: the net's own; a meta-trained task's
+    ``sigmoid(omega_i)``, :func:`lda_opt.learning.meta.evaluate_task`)."""
     n = m.y.shape[0]
     losses, ps, ss = [], [], []
     for s in range(0, n, batch_size):
         idx = torch.arange(s, min(n, s + batch_size))
         sub = m.select(idx)
-        x, _ = net.reconstruct(net.problem(sub.fidelity()), sub.x0)
+        problem = net.problem(sub.fidelity()) if weight is None else net.problem(sub.fidelity(), weight)
+        x, _ = net.reconstruct(problem, sub.x0)
         dr = _data_range(m)
         losses.append(float(reconstruction_loss(x, sub.truth, ssim_weight, dr)) * len(idx))
         ps.append(psnr(x, sub.truth, dr))
